@@ -1,0 +1,1 @@
+"""Residual PPO skill training in simulation (MuJoCo default) and the policy node."""

@@ -1,0 +1,1 @@
+"""ROS-free core: algorithms, data types and I/O. Never imports rclpy."""

@@ -1,0 +1,1 @@
+"""Thin ROS 2 node shells: convert messages and call the core."""

@@ -1,0 +1,1 @@
+"""Synthetic demonstrations with exact ground truth, rendered with MuJoCo, and the benchmark suite."""
