@@ -42,11 +42,13 @@ else
     [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV"
     pipi -U pip 'setuptools<80'
     pipi "numpy==$NPV" -r requirements/common.txt
+    pipi --no-deps -r requirements/no-deps.txt
     echo "$ROS_DISTRO" >"$VENV/.dexman-ros-distro"
   else
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     pipi -U pip 'setuptools<80' wheel
     pipi -c requirements/constraints.txt -r requirements/ros-pip.txt -r requirements/common.txt
+    pipi --no-deps -r requirements/no-deps.txt
     VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" bash scripts/fix_ros_wheel_cmake_paths.sh >>"$PIPLOG" 2>&1 \
       || { tail -20 "$PIPLOG" >&2; die "fixing the ROS wheels' CMake paths failed"; }
   fi
