@@ -1,5 +1,9 @@
 """Human hand keypoints (MANO/OpenPose 21) and the corresponding Shadow hand keypoints (ROS-free).
 
+The one implementation of the Hand3D wrist frame, the side names and the 21-keypoint human/Shadow
+correspondence: ``wrist_targets`` (human wrist -> palm IK target), ``wrist_ik``, ``finger_dataset``
+and ``finger_mlp`` build on it.
+
 Human side (``dexman_msgs/Hand3D``): 21 keypoints, 0 wrist; 1-4 thumb CMC, MCP, IP, tip; 5-8 index
 MCP, PIP, DIP, tip; 9-12 middle; 13-16 ring; 17-20 little.
 
@@ -39,8 +43,9 @@ import dataclasses
 
 import numpy as np
 
-# Hand3D.handedness values; the robot model names the sides 'left' / 'right'.
+# Hand3D.handedness values; the robot model names the sides 'left' / 'right' (index = Hand3D value).
 LEFT, RIGHT = 0, 1
+SIDES = ('left', 'right')
 N_KEYPOINTS = 21
 WRIST = 0
 FINGERS = ('thumb', 'index', 'middle', 'ring', 'little')
@@ -107,14 +112,32 @@ def wrist_frame_axes(kp, side) -> np.ndarray:
     return np.stack([x, y, z], axis=-1)
 
 
-def wrist_frame(kp, side) -> np.ndarray:
-    """4x4 homogeneous wrist frame(s) (..., 4, 4) in the keypoints' frame (Hand3D definition)."""
+def wrist_frame(kp, side, strict: bool = False) -> np.ndarray:
+    """4x4 homogeneous wrist frame(s) (..., 4, 4) in the keypoints' frame (Hand3D definition).
+
+    ``strict``: raise ValueError for degenerate keypoints (coincident wrist / MCP points, NaN)
+    instead of returning NaN frames.
+    """
     kp = _check_kp(kp)
     T = np.zeros(kp.shape[:-2] + (4, 4))
     T[..., :3, :3] = wrist_frame_axes(kp, side)
     T[..., :3, 3] = kp[..., 0, :]
     T[..., 3, 3] = 1.0
+    if strict and not np.all(np.isfinite(T)):
+        raise ValueError('degenerate hand keypoints: coincident wrist / MCP points or non-finite '
+                         'values, the wrist frame is undefined')
     return T
+
+
+def invert_transform(T) -> np.ndarray:
+    """Inverse of rigid transforms (4, 4) or (..., 4, 4)."""
+    T = np.asarray(T, dtype=float)
+    out = np.zeros_like(T)
+    Rt = np.swapaxes(T[..., :3, :3], -1, -2)
+    out[..., :3, :3] = Rt
+    out[..., :3, 3] = -np.einsum('...ij,...j->...i', Rt, T[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
 
 
 def to_frame(points, T) -> np.ndarray:
@@ -245,11 +268,7 @@ class ShadowHandFrame:
     @property
     def T_wrist_palm(self) -> np.ndarray:
         """The palm frame in the wrist frame: a wrist-IK target is T_world_wrist @ T_wrist_palm."""
-        R, o = self.T_palm_wrist[:3, :3], self.T_palm_wrist[:3, 3]
-        T = np.eye(4)
-        T[:3, :3] = R.T
-        T[:3, 3] = -R.T @ o
-        return T
+        return invert_transform(self.T_palm_wrist)
 
     def wrist_in_world(self, T_world_palm) -> np.ndarray:
         return np.asarray(T_world_palm, dtype=float) @ self.T_palm_wrist

@@ -50,7 +50,8 @@ import time
 import numpy as np
 
 from . import robot_model as rm
-from .wrist_targets import SIDES, palm_targets_from_human
+from .hand_keypoints import SIDES
+from .wrist_targets import palm_targets_from_human
 
 # q_left = MIRROR_SIGNS * q_right gives the mirror pose (docs/robot_model.md).
 MIRROR_SIGNS = np.array([1.0, -1.0, -1.0, 1.0, -1.0, 1.0, -1.0])

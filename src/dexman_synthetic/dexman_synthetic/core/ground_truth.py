@@ -68,12 +68,17 @@ class GroundTruth:
     hand_keypoints: np.ndarray  # (2, N, 21, 3) world, m
     hand_present: np.ndarray   # (2, N) bool: the hand is in the scene (not necessarily visible)
     wrist_poses: np.ndarray    # (2, N, 4, 4) T_world_wrist
-    pelvis_poses: np.ndarray   # (N, 4, 4) T_world_pelvis (x: towards the person's left? see docs)
+    pelvis_poses: np.ndarray   # (N, 4, 4) T_world_pelvis: origin mid-hips, x forward, y to the person's left, z up
     hips: np.ndarray           # (N, 2, 3) world; [:, 0] left hip, [:, 1] right hip
     grasped: np.ndarray        # (2, N) int: index of the object held by the hand, -1 = none
     frame_in_bag: np.ndarray   # (N,) bool: False where a frame drop degradation removed the frame
     degradations: dict[str, Any] = dataclasses.field(default_factory=dict)
     root: pathlib.Path | None = None   # case directory this was loaded from
+    # Optional (absent in older records): (2, N, 5) bool, finger f (0 thumb .. 4 little) of hand h
+    # touches (within 1 mm) the object it holds in frame n; all False when the hand holds nothing.
+    finger_contacts: np.ndarray | None = None
+    # Optional free-form scene description (posture, camera sampling, grasp kinds, generator version).
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -106,7 +111,9 @@ class GroundTruth:
 
     def load_scene(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame metric depth (N, H, W) float32 (0 = nothing) and label images (N, H, W) uint8
-        (0 = background, 1 + i = objects[i], 254 = left hand, 255 = right hand, 253 = body/table)."""
+        (0 = background (floor, walls), 1 + i = objects[i], 254 = left hand (palm and fingers),
+        255 = right hand, 253 = body, arms, table and chair). Depth is the camera_optical z (m),
+        stored as float16 (about 1 mm resolution below 2 m)."""
         if self.root is None:
             raise GroundTruthError('ground truth was not loaded from disk: no scene images')
         p = self.root / 'ground_truth' / 'scene.npz'
@@ -130,6 +137,9 @@ class GroundTruth:
             got = np.shape(getattr(self, name))
             if got != shape:
                 raise GroundTruthError(f'{self.case_id}: {name} has shape {got}, expected {shape}')
+        if self.finger_contacts is not None and np.shape(self.finger_contacts) != (2, n, 5):
+            raise GroundTruthError(f'{self.case_id}: finger_contacts has shape {np.shape(self.finger_contacts)}, '
+                                   f'expected {(2, n, 5)}')
         for name in ('object_poses', 'hand_keypoints', 'wrist_poses', 'K', 'T_world_camera'):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise GroundTruthError(f'{self.case_id}: {name} has non-finite values')
@@ -158,12 +168,16 @@ def save(gt: GroundTruth, case_dir: str | os.PathLike, meshes: dict[str, Any],
             'fps': gt.fps, 'width': gt.width, 'height': gt.height,
             'objects': [dataclasses.asdict(o) for o in gt.objects],
             'degradations': gt.degradations,
+            'info': gt.info,
             'frames': {'world': 'z up, table top horizontal, metres',
                        'camera_optical': 'OpenCV: z forward, x right, y down',
                        'poses': 'T_a_b maps points in b to a'},
         }
         (tmp / 'meta.json').write_text(json.dumps(meta, indent=2))
-        np.savez_compressed(tmp / 'trajectories.npz', **{k: np.asarray(getattr(gt, k)) for k in GroundTruth._ARRAYS})
+        arrays = {k: np.asarray(getattr(gt, k)) for k in GroundTruth._ARRAYS}
+        if gt.finger_contacts is not None:
+            arrays['finger_contacts'] = np.asarray(gt.finger_contacts, bool)
+        np.savez_compressed(tmp / 'trajectories.npz', **arrays)
         if depth is not None or labels is not None:
             if depth is None or labels is None:
                 raise GroundTruthError('depth and labels go together')
@@ -197,6 +211,7 @@ def load(case_dir: str | os.PathLike) -> GroundTruth:
         meta = json.loads(meta_p.read_text())
         with np.load(traj_p) as z:
             arrays = {k: z[k] for k in GroundTruth._ARRAYS}
+            contacts = z['finger_contacts'] if 'finger_contacts' in z.files else None
     except (ValueError, KeyError, OSError) as e:
         raise GroundTruthError(f'{d}: unreadable ground truth ({e})') from e
     if meta.get('format_version') != FORMAT_VERSION:
@@ -205,6 +220,7 @@ def load(case_dir: str | os.PathLike) -> GroundTruth:
         case_id=meta['case_id'], task=meta['task'], seed=int(meta['seed']), fps=float(meta['fps']),
         width=int(meta['width']), height=int(meta['height']),
         objects=[ObjectInfo(**{**o, 'extents': tuple(o['extents'])}) for o in meta['objects']],
-        degradations=meta.get('degradations', {}), root=case_dir, **arrays)
+        degradations=meta.get('degradations', {}), root=case_dir, finger_contacts=contacts,
+        info=meta.get('info', {}), **arrays)
     gt.validate()
     return gt
