@@ -135,7 +135,7 @@ class BagPlayer(Node):
                     and time.monotonic() < deadline:
                 time.sleep(0.02)
         if self.status_pub.get_subscription_count() > 0:
-            self.status_pub.wait_for_all_acked(Duration(seconds=2.0))
+            wait_all_acked(self.status_pub, 2.0)
 
     def fail(self, message: str, code: int) -> int:
         self.get_logger().error(message)
@@ -203,7 +203,10 @@ class BagPlayer(Node):
             raise PlaybackFailed(f'bag {self.bag_uri} has no playable image topic '
                                  f'(sensor_msgs/msg/Image or CompressedImage) among the '
                                  f'selected topics; its topics: {listing or "none"}')
-        return pubs, image_topics
+        # frames are counted, and subscribers awaited, on the colour image topics; depth images
+        # travel with them (a depth-only bag counts its depth images)
+        colour = [t for t in image_topics if 'depth' not in t.split('/')]
+        return pubs, colour or image_topics
 
     def _wait_for_subscribers(self, pubs: dict, image_topics: list[str]) -> None:
         n = self.wait_for_subscribers
@@ -223,9 +226,9 @@ class BagPlayer(Node):
         if self.settle_s > 0:
             sleep_until(time.monotonic() + self.settle_s, tick=self._tick)
 
-    def _wait_acked(self, pubs: dict, unacked: list, timeout: Duration) -> None:
+    def _wait_acked(self, pubs: dict, unacked: list, timeout: float) -> None:
         for topic in dict.fromkeys(unacked):
-            if not pubs[topic].wait_for_all_acked(timeout) and topic not in self._warned_ack:
+            if not wait_all_acked(pubs[topic], timeout) and topic not in self._warned_ack:
                 self._warned_ack.add(topic)
                 self.get_logger().warning(
                     f'subscribers of {topic} did not acknowledge within {self.ack_timeout_s:g} '
@@ -250,7 +253,7 @@ class BagPlayer(Node):
         self._wait_for_subscribers(pubs, image_topics)
         tf_static = [t for t in topics if t.endswith('tf_static')]
         reliable_all = self.rate <= 0
-        ack = Duration(seconds=max(self.ack_timeout_s, 0.0))
+        ack = max(self.ack_timeout_s, 0.0)
         log = self.get_logger()
         log.info(f'playing {self.bag_uri}: {self.frames_total} image(s) on '
                  f'{", ".join(image_topics)}; topics {", ".join(topics)}; rate {self.rate:g}')
@@ -294,28 +297,45 @@ class BagPlayer(Node):
                  f'({self.frames_published / elapsed if elapsed > 0 else 0:.1f} images/s)')
         for pub in list(pubs.values()) + [self.status_pub]:
             if pub.get_subscription_count() > 0:
-                pub.wait_for_all_acked(Duration(seconds=2.0))
+                wait_all_acked(pub, 2.0)
         return 0
 
 
+def wait_all_acked(pub, timeout_s: float) -> bool:
+    """publisher.wait_for_all_acked in 50 ms slices while ROS is up: a SIGINT that lands inside one
+    long C++ wait aborts the process ("terminate called without an active exception")."""
+    deadline = time.monotonic() + timeout_s
+    while rclpy.ok():
+        if pub.wait_for_all_acked(Duration(seconds=min(0.05, max(deadline - time.monotonic(), 0.0)))):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+    return False
+
+
 def _spin_in_background(node: Node):
+    """Spin in a thread that stops within 0.1 s of `stop` being set or ROS shutting down, so it has
+    always left the executor's C++ wait before the node is destroyed (a thread still waiting at
+    interpreter exit aborts the process)."""
     from rclpy.executors import SingleThreadedExecutor
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    stop = threading.Event()
 
     def spin() -> None:
         try:
-            executor.spin()
-        except Exception:  # noqa: BLE001 - shutdown while spinning
+            while rclpy.ok() and not stop.is_set():
+                executor.spin_once(timeout_sec=0.1)
+        except Exception:  # noqa: BLE001 - ROS shut down while spinning
             pass
-    thread = threading.Thread(target=spin, name='bag_player_spin', daemon=True)
+    thread = threading.Thread(target=spin, name='bag_player_spin')
     thread.start()
-    return executor, thread
+    return executor, thread, stop
 
 
 def _run() -> int:
     node = BagPlayer()
-    executor, thread = _spin_in_background(node)   # parameter services stay responsive
+    executor, thread, stop = _spin_in_background(node)   # parameter services stay responsive
     try:
         code = node.run()
         if code == 0 and not node.exit_on_finish:
@@ -323,8 +343,9 @@ def _run() -> int:
                 thread.join(0.5)
         return code
     finally:
+        stop.set()
+        thread.join()
         executor.shutdown(timeout_sec=2.0)
-        thread.join(2.0)
         node.destroy_node()
 
 
