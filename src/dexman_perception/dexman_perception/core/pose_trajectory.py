@@ -17,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import tempfile
 import zipfile
 
 import numpy as np
+
+from .atomic_io import atomic_open
 
 FRAMES = ('world', 'camera_optical')
 
@@ -104,23 +105,11 @@ def save(traj: PoseTrajectory, path: str | os.PathLike) -> pathlib.Path:
     """Validate and write atomically (temp file in the same folder, then os.replace)."""
     traj.validate()
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez_compressed(
-                f, object_ids=np.asarray(traj.object_ids, dtype=str).reshape(-1),
-                stamps_ns=traj.stamps_ns, poses=traj.poses, valid=traj.valid,
-                frame=np.asarray(traj.frame, dtype=str), method=np.asarray(traj.method, dtype=str))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, 'wb') as f:
+        np.savez_compressed(
+            f, object_ids=np.asarray(traj.object_ids, dtype=str).reshape(-1),
+            stamps_ns=traj.stamps_ns, poses=traj.poses, valid=traj.valid,
+            frame=np.asarray(traj.frame, dtype=str), method=np.asarray(traj.method, dtype=str))
     return path
 
 

@@ -14,10 +14,7 @@ Exit status: 0 finished; 1 timeout (``timeout_s``) before FINISHED; 3 the player
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 import time
 import zlib
 from collections import Counter
@@ -26,29 +23,12 @@ from pathlib import Path
 import rclpy
 from rclpy.node import Node
 
+from ..core.atomic_io import write_json_atomic
 from .ros_util import (ParamError, declare, import_message, latched_qos, reliable_keep_all_qos,
                        run_main, sensor_qos)
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(data, f, indent=1)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class FrameProbe(Node):

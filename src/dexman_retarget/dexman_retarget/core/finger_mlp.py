@@ -26,13 +26,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import io
-import os
 import pathlib
-import tempfile
 import time
 
 import numpy as np
 import torch
+from dexman_perception.core.atomic_io import write_bytes_atomic
 from torch import nn
 
 from . import finger_dataset as fd
@@ -317,21 +316,7 @@ def save_checkpoint(path, net: FingerMLP, kin: fd.ShadowHandKinematics, metrics:
     }
     buf = io.BytesIO()
     torch.save(ck, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd_, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd_, 'wb') as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 
