@@ -320,3 +320,19 @@ def test_perturb_trajectory():
     d = pm.perturb_trajectory(gt, 0.0, 0.0, seed=1, drift=(0.001, 0.0))
     np.testing.assert_allclose(np.linalg.norm(d[:, :3, 3] - gt[:, :3, 3], axis=1), 0.001 * np.arange(50))
     assert pm.perturb_trajectory(np.stack([gt, gt]), 0.01, 0.0, seed=0).shape == (2, 50, 4, 4)
+
+
+def test_sample_surface_caps_points_on_meshes_with_many_faces():
+    """More faces than max_points allows at one lattice cell per face: an even, deterministic
+    subset of exactly max_points (this used to loop forever)."""
+    import trimesh
+    mesh = trimesh.creation.cylinder(radius=0.03, height=0.15, sections=512)   # 2044 faces
+    pts, nrm, spacing = pm.sample_surface(mesh.vertices, mesh.faces, 1e-4, max_points=4000)
+    assert pts.shape == (4000, 3) and nrm.shape == (4000, 3)
+    again, _, _ = pm.sample_surface(mesh.vertices, mesh.faces, 1e-4, max_points=4000)
+    np.testing.assert_array_equal(pts, again)
+    # every sample lies on the cylinder surface
+    r = np.linalg.norm(pts[:, :2], axis=1)
+    on_side = np.abs(r - 0.03) < 1e-3
+    on_cap = np.abs(np.abs(pts[:, 2]) - 0.075) < 1e-9
+    assert np.all(on_side | on_cap)

@@ -339,18 +339,24 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing: float,
     s = float(spacing)
     if not s > 0:
         raise ValueError(f'spacing must be > 0, got {spacing}')
+    coarsest = float(max(l1.max(), l2.max(), edges.max()))   # every k = 1: fewest points possible
     if max_points is not None:
-        while True:   # cheap estimate first, so that no huge array is ever built
+        while s < coarsest:   # cheap estimate first, so that no huge array is ever built
             k1, k2, m = counts(s)
             approx = int(np.sum((k1 + 1) * (k2 + 2)) // 2 + np.sum(m + 1))
             if approx <= max_points:
                 break
-            s *= math.sqrt(approx / max_points) * 1.01
+            s = min(coarsest, s * math.sqrt(approx / max_points) * 1.01)
     while True:
         pts, nrm = lattice(s)
         if max_points is None or len(pts) <= max_points:
             return pts, nrm, s
-        s *= math.sqrt(len(pts) / max_points) * 1.01
+        if s >= coarsest:
+            # a mesh with more faces than max_points allows even at one lattice cell per face:
+            # keep an evenly strided, deterministic subset
+            keep = np.linspace(0, len(pts) - 1, max_points).round().astype(np.int64)
+            return pts[keep], nrm[keep], s
+        s = min(coarsest, s * math.sqrt(len(pts) / max_points) * 1.01)
 
 
 def choose_render_spacing(K: np.ndarray, gt_poses: np.ndarray, T_world_camera: np.ndarray,

@@ -1,0 +1,195 @@
+"""Embedded CPU default of the pose stage: point-to-plane ICP of a mesh on the masked depth cloud.
+
+Stands in for FoundationPose. scipy cKDTree + a damped Gauss-Newton point-to-plane step.
+
+* Model: even surface samples of the mesh with their face normals (pose_metrics.sample_surface,
+  spacing = 1/40 of the mesh's largest extent, evenly thinned to at most `model_points`), a cKDTree on them, built
+  once per mesh and cached.
+* Data: the masked depth pixels (mask eroded by 1 px against silhouette mixing), back-projected,
+  subsampled to at most `max_points`.
+* refine(T_init): each iteration expresses the data in the object frame (T⁻¹ q), finds the
+  nearest model sample (data -> model, so that parts of the model hidden by a hand or by the
+  object itself need no visibility test), drops pairs further than the max correspondence
+  distance (annealed from `max_corr_start` to `max_corr_end`), and solves the linearised
+  point-to-plane problem min Σ w ρ(((I + [ω]×) q' + u − p)·n) with Huber weights (δ =
+  `huber_delta`) and Levenberg damping (`damping` x the mean diagonal), so that directions the
+  surface does not constrain (spin of a cylinder about its axis) stay at the initial guess.
+* Before ICP, a coarse re-centring when fewer than half the data points have a model point
+  within `max_corr_start` (see `_recentre`): large frame-to-frame translations are recovered.
+* score: inlier ratio = fraction of data points within `inlier_distance` of the model after the
+  last iteration. Invalid (valid=False, T_init returned) when fewer than `min_points` data points
+  have depth, or the score is below `min_score`.
+* register(): centres the mesh on the masked cloud. When the mesh carries
+  metadata['T_camera_object'] (FusedCloudMesh does) that pose is the start; otherwise 24
+  axis-aligned orientations are tried, each translated so that the model centre lies
+  `radius` behind the cloud centroid along the viewing ray, refined, and the best scored kept.
+"""
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..stages import PoseEstimate
+from .cpu_segmentation import backproject
+
+
+def _skew(v):
+    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+
+
+def _exp_se3(omega, u):
+    from scipy.spatial.transform import Rotation
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_rotvec(omega).as_matrix()
+    T[:3, 3] = u
+    return T
+
+
+class IcpRefiner:
+    def __init__(self, iterations: int = 25, max_points: int = 1500, model_points: int = 4000,
+                 max_corr_start: float = 0.03, max_corr_end: float = 0.01, huber_delta: float = 0.004,
+                 inlier_distance: float = 0.006, min_points: int = 25, min_score: float = 0.3,
+                 damping: float = 1e-3, seed: int = 0):
+        self.iterations = iterations
+        self.max_points = max_points
+        self.model_points = model_points
+        self.max_corr_start = max_corr_start
+        self.max_corr_end = max_corr_end
+        self.huber_delta = huber_delta
+        self.inlier_distance = inlier_distance
+        self.min_points = min_points
+        self.min_score = min_score
+        self.damping = damping
+        self.seed = seed
+        self._cache: dict[int, tuple] = {}
+
+    # ------------------------------------------------------------------------------ model
+    def model(self, mesh):
+        key = id(mesh)
+        if key not in self._cache:
+            from ..pose_metrics import sample_surface
+            V = np.asarray(mesh.vertices, np.float64)
+            F = np.asarray(mesh.faces, np.int64)
+            extent = float(np.max(np.ptp(V, axis=0)))
+            pts, nrm, _ = sample_surface(V, F, max(extent / 40.0, 1e-4), max_points=None)
+            if len(pts) > self.model_points:   # thin the fine samples evenly (a capped sample_surface
+                sel = np.linspace(0, len(pts) - 1, self.model_points).astype(int)   # coarsens instead)
+                pts, nrm = pts[sel], nrm[sel]
+            self._cache[key] = (mesh, pts, nrm, cKDTree(pts))   # keep mesh alive: id stays unique
+        return self._cache[key][1:]
+
+    def data_points(self, depth, mask, K) -> np.ndarray:
+        if depth is None or mask is None:
+            return np.zeros((0, 3))
+        m = np.asarray(mask, bool)
+        inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        if inner.sum() < self.min_points:
+            inner = m
+        P = backproject(depth, K)[inner]
+        P = P[np.isfinite(P).all(1)]
+        if len(P) > self.max_points:
+            P = P[np.linspace(0, len(P) - 1, self.max_points).astype(int)]
+        return P
+
+    # ------------------------------------------------------------------------------ API
+    def refine(self, rgb, depth, mask, mesh, K, T_init) -> PoseEstimate:
+        T_init = np.asarray(T_init, np.float64)
+        if not np.all(np.isfinite(T_init)):
+            return PoseEstimate(T_init, 0.0, False, 'initial pose is not finite')
+        Q = self.data_points(depth, mask, np.asarray(K, np.float64))
+        if len(Q) < self.min_points:
+            return PoseEstimate(T_init.copy(), 0.0, False,
+                                f'{len(Q)} object points with depth (need {self.min_points})')
+        pts, nrm, tree = self.model(mesh)
+        T, score = self._icp(Q, pts, nrm, tree, T_init)
+        if score < self.min_score:
+            return PoseEstimate(T_init.copy(), score, False, f'inlier ratio {score:.2f} < {self.min_score}')
+        return PoseEstimate(T, score, True, '')
+
+    def register(self, rgb, depth, mask, mesh, K) -> PoseEstimate:
+        K = np.asarray(K, np.float64)
+        Q = self.data_points(depth, mask, K)
+        if len(Q) < self.min_points:
+            return PoseEstimate(np.full((4, 4), np.nan), 0.0, False,
+                                f'{len(Q)} object points with depth (need {self.min_points})')
+        meta = getattr(mesh, 'metadata', None) or {}
+        if 'T_camera_object' in meta:
+            return self.refine(rgb, depth, mask, mesh, K, meta['T_camera_object'])
+        pts, nrm, tree = self.model(mesh)
+        c_model = 0.5 * (pts.min(0) + pts.max(0))
+        radius = 0.5 * float(np.min(np.ptp(pts, axis=0)))
+        c = Q.mean(0)
+        c = c + radius * c / np.linalg.norm(c)
+        best = None
+        for R in _rotations24():
+            T0 = np.eye(4)
+            T0[:3, :3] = R
+            T0[:3, 3] = c - R @ c_model
+            T, s = self._icp(Q, pts, nrm, tree, T0)
+            if best is None or s > best[1]:
+                best = (T, s)
+        T, s = best
+        return PoseEstimate(T, s, s >= self.min_score, '' if s >= self.min_score else f'inlier ratio {s:.2f}')
+
+    # ------------------------------------------------------------------------------ ICP core
+    def _recentre(self, Q, pts, nrm, tree, T):
+        """Coarse step before ICP: when fewer than half the data points lie within the max
+        correspondence distance of the model, shift T so that the centroid of the model's
+        camera-facing samples meets the data centroid (recovers large translations)."""
+        Ti = np.linalg.inv(T)
+        d, _ = tree.query(Q @ Ti[:3, :3].T + Ti[:3, 3], distance_upper_bound=self.max_corr_start)
+        if np.mean(np.isfinite(d)) >= 0.5:
+            return T
+        pc = pts @ T[:3, :3].T + T[:3, 3]
+        nc = nrm @ T[:3, :3].T
+        front = np.einsum('ij,ij->i', nc, -pc) > 0
+        if front.sum() < 3:
+            front[:] = True
+        T = T.copy()
+        T[:3, 3] += Q.mean(0) - pc[front].mean(0)
+        return T
+
+    def _icp(self, Q, pts, nrm, tree, T_init):
+        T = self._recentre(Q, pts, nrm, tree, T_init.copy())
+        n_it = max(1, self.iterations)
+        for it in range(n_it):
+            a = it / max(1, n_it - 1)
+            max_corr = self.max_corr_start * (1 - a) + self.max_corr_end * a
+            Ti = np.linalg.inv(T)
+            q = Q @ Ti[:3, :3].T + Ti[:3, 3]           # data in the object frame
+            dist, idx = tree.query(q, distance_upper_bound=max_corr)
+            ok = np.isfinite(dist)
+            if ok.sum() < 6:
+                break
+            q, p, n = q[ok], pts[idx[ok]], nrm[idx[ok]]
+            r = np.einsum('ij,ij->i', q - p, n)
+            A = np.concatenate([np.cross(q, n), n], axis=1)
+            w = np.where(np.abs(r) <= self.huber_delta, 1.0, self.huber_delta / np.maximum(np.abs(r), 1e-12))
+            H = A.T @ (w[:, None] * A)
+            g = A.T @ (w * r)
+            lam = self.damping * np.trace(H) / 6.0 + 1e-12
+            x = -np.linalg.solve(H + lam * np.eye(6), g)
+            D = _exp_se3(x[:3], x[3:])               # applied to the data in the object frame
+            T = T @ np.linalg.inv(D)
+            if np.linalg.norm(x[:3]) < 1e-5 and np.linalg.norm(x[3:]) < 1e-5:
+                break
+        Ti = np.linalg.inv(T)
+        q = Q @ Ti[:3, :3].T + Ti[:3, 3]
+        dist, _ = tree.query(q)
+        score = float(np.mean(dist < self.inlier_distance))
+        return T, score
+
+
+def _rotations24():
+    out = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            R = np.zeros((3, 3))
+            for i, (j, s) in enumerate(zip(perm, signs)):
+                R[i, j] = s
+            if np.linalg.det(R) > 0:
+                out.append(R)
+    return out

@@ -1,0 +1,379 @@
+"""Embedded CPU default of the segmentation stage: depth + colour video object segmentation.
+
+Stands in for SAM2's video predictor on a machine without a GPU or downloaded weights. Needs
+metric depth and intrinsics (passed to `segment_video` or to the constructor).
+
+Per object, from a first-frame prompt (bool mask, or box [x0, y0, x1, y1]):
+
+1. Table plane: RANSAC (seeded) on the back-projected depth of a ring of pixels around the prompt
+   (the object rests on the table in the first frame), normal oriented towards the camera; in
+   later frames the plane is refitted by least squares on the pixels that were its inliers
+   (a moving camera keeps it), falling back to the previous plane.
+2. Candidate pixels: finite depth, height above the plane in [min_height, max_height].
+3. Hand pixels removed. Preferred: a per-frame hand mask from the caller (`hand_masks`, e.g. the
+   hand keypoints of the hands stage drawn as thick finger segments, see `hand_mask_from_keypoints`),
+   dilated by `hand_margin_px`. Fallback when none is given: a skin-colour test in YCrCb
+   (Cr 133..173, Cb 77..127, the classic Chai & Ngan range), applied only to pixels whose colour
+   is not closer to the object's own colour model (so a skin-coloured object is not erased).
+   Without either, a hand touching the object merges with it (documented limitation).
+4. Connected components (8-connectivity) of what remains, with the pixels at depth
+   discontinuities (> `depth_jump` between neighbours) removed first so that an object in front
+   of the body or an arm does not merge with it (object-coloured discontinuity pixels next to the
+   result are given back afterwards); the object is the union of the
+   components that overlap the previous mask dilated by `search_radius_px` (motion gate), ranked
+   by overlap; the object colour model (mean and covariance in Lab of the prompt pixels) breaks
+   ties: components whose mean colour is far (Mahalanobis > `colour_gate`) from it are dropped
+   unless nothing else overlaps. A result larger than `growth_limit` x the prompt's area (merged with an arm or the body) keeps only its object-coloured pixels.
+5. Vanishing object (fewer than `min_pixels` pixels): an empty mask for that frame; the previous
+   non-empty mask stays the reference for the motion gate, which widens by `search_radius_px`
+   per missing frame.
+
+Without depth (`depths` None) the stage raises StageFailure: colour alone is not a segmenter.
+Pure numpy / scipy / OpenCV; no rclpy.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..stages import StageFailure
+
+# Skin range in YCrCb (Chai & Ngan 1999), OpenCV's 8-bit YCrCb.
+SKIN_CR = (133, 173)
+SKIN_CB = (77, 127)
+
+
+def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(H, W, 3) camera_optical points of a depth image (NaN where depth is 0 / NaN / inf)."""
+    d = np.asarray(depth, np.float64)
+    h, w = d.shape
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    with np.errstate(invalid='ignore'):
+        ok = np.isfinite(d) & (d > 0)
+    z = np.where(ok, d, np.nan)
+    x = (u - K[0, 2]) * z / K[0, 0]
+    y = (v - K[1, 2]) * z / K[1, 1]
+    return np.stack([x, y, z], axis=-1)
+
+
+def fit_plane_ransac(points: np.ndarray, threshold: float = 0.01, iterations: int = 200,
+                     seed: int = 0) -> tuple[np.ndarray, float] | None:
+    """(n, d) with n·p + d = 0, |n| = 1, n pointing towards the camera (d > 0), or None.
+    RANSAC over 3-point samples, then a least-squares refit on the inliers."""
+    P = np.asarray(points, np.float64).reshape(-1, 3)
+    P = P[np.isfinite(P).all(1)]
+    if len(P) < 10:
+        return None
+    rng = np.random.default_rng(seed)
+    best, best_cnt = None, -1
+    for _ in range(iterations):
+        s = P[rng.choice(len(P), 3, replace=False)]
+        n = np.cross(s[1] - s[0], s[2] - s[0])
+        nn = np.linalg.norm(n)
+        if nn < 1e-9:
+            continue
+        n /= nn
+        d = -n @ s[0]
+        cnt = int(np.count_nonzero(np.abs(P @ n + d) < threshold))
+        if cnt > best_cnt:
+            best, best_cnt = (n, d), cnt
+    if best is None:
+        return None
+    inl = np.abs(P @ best[0] + best[1]) < threshold
+    return refit_plane(P[inl]) or best
+
+
+def refit_plane(P: np.ndarray) -> tuple[np.ndarray, float] | None:
+    P = np.asarray(P, np.float64).reshape(-1, 3)
+    P = P[np.isfinite(P).all(1)]
+    if len(P) < 10:
+        return None
+    c = P.mean(0)
+    _, s, vt = np.linalg.svd(P - c, full_matrices=False)
+    if s[1] < 1e-9:
+        return None
+    n = vt[2]
+    d = -n @ c
+    if d < 0:            # orient towards the camera (origin): n·0 + d > 0
+        n, d = -n, -d
+    return n, float(d)
+
+
+def hand_mask_from_keypoints(keypoints_2d: np.ndarray, depth_m: float | np.ndarray, K: np.ndarray,
+                             shape: tuple[int, int], finger_width_m: float = 0.018,
+                             with_depth: bool = False) -> np.ndarray:
+    """A hand mask drawn from 21 MANO/OpenPose keypoints (pixels): the palm polygon filled and
+    each finger bone a line as thick as `finger_width_m` at depth `depth_m` (scalar or per
+    keypoint). NaN keypoints are skipped. with_depth: return instead a float32 (H, W) hand depth
+    map (metres, +inf off the hand; nearest bone wins), which `DepthColorSegmenter` uses to remove
+    only the pixels at or behind the hand surface (an object held in front of the palm stays)."""
+    kp = np.asarray(keypoints_2d, np.float64).reshape(21, 2)
+    z = np.broadcast_to(np.asarray(depth_m, np.float64), (21,))
+    f = float(K[0, 0])
+    chains = [[0, 1, 2, 3, 4], [0, 5, 6, 7, 8], [0, 9, 10, 11, 12], [0, 13, 14, 15, 16],
+              [0, 17, 18, 19, 20]]
+    zbuf = np.full(shape, np.inf, np.float32)
+    tmp = np.zeros(shape, np.uint8)
+
+    def paint(zz):
+        np.minimum(zbuf, np.where(tmp > 0, np.float32(zz), np.inf), out=zbuf)
+        tmp[:] = 0
+
+    palm = [0, 1, 5, 9, 13, 17]
+    if np.isfinite(kp[palm]).all() and np.isfinite(z[palm]).all():
+        cv2.fillPoly(tmp, [np.round(kp[palm]).astype(np.int32)], 1)
+        paint(float(np.mean(z[palm])))
+    for ch in chains:
+        for a, b in zip(ch[:-1], ch[1:]):
+            if not (np.isfinite(kp[[a, b]]).all() and np.isfinite(z[[a, b]]).all()):
+                continue
+            zz = max(0.05, 0.5 * (z[a] + z[b]))
+            t = int(max(1, round(finger_width_m * f / zz)))
+            cv2.line(tmp, tuple(int(v) for v in np.round(kp[a])), tuple(int(v) for v in np.round(kp[b])), 1, t)
+            paint(zz)
+    return zbuf if with_depth else np.isfinite(zbuf)
+
+
+def skin_mask(rgb: np.ndarray) -> np.ndarray:
+    ycc = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2YCrCb)
+    cr, cb = ycc[..., 1], ycc[..., 2]
+    return (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+
+
+class _ColourModel:
+    """Gaussian colour model in Lab of the object's prompt pixels."""
+
+    def __init__(self, rgb: np.ndarray, mask: np.ndarray):
+        lab = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+        x = lab[mask.reshape(-1)].astype(np.float64)
+        self.mean = x.mean(0) if len(x) else np.zeros(3)
+        cov = np.cov(x.T) if len(x) > 3 else np.eye(3)
+        self.icov = np.linalg.inv(cov + np.eye(3) * 16.0)   # floor: ~4 Lab units of spread
+
+    def distance(self, lab_pixels: np.ndarray) -> np.ndarray:
+        d = lab_pixels.astype(np.float64) - self.mean
+        return np.sqrt(np.einsum('ni,ij,nj->n', d, self.icov, d))
+
+
+def _mask_from_prompt(prompt: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
+    p = np.asarray(prompt)
+    if p.shape == tuple(shape):
+        return p.astype(bool), True
+    if p.size == 4:
+        x0, y0, x1, y1 = [int(round(float(v))) for v in p.reshape(4)]
+        m = np.zeros(shape, bool)
+        m[max(0, y0):max(0, y1) + 1, max(0, x0):max(0, x1) + 1] = True
+        return m, False
+    raise ValueError(f'prompt must be a bool mask {shape} or a box [x0, y0, x1, y1], got shape {p.shape}')
+
+
+class DepthColorSegmenter:
+    """Depth-plane + connected-component video segmenter (see the module docstring)."""
+
+    def __init__(self, K: np.ndarray | None = None, plane_threshold: float = 0.008,
+                 min_height: float = 0.006, max_height: float = 0.6, search_radius_px: int | None = None,
+                 min_pixels: int = 12, hand_margin_px: int = 2, colour_gate: float = 6.0,
+                 use_skin_fallback: bool = True, hand_depth_tolerance: float = 0.015,
+                 growth_limit: float = 1.5, depth_jump: float = 0.03, seed: int = 0):
+        self.hand_depth_tolerance = hand_depth_tolerance
+        self.growth_limit = growth_limit
+        self.depth_jump = depth_jump
+        self.K = None if K is None else np.asarray(K, np.float64)
+        self.plane_threshold = plane_threshold
+        self.min_height = min_height
+        self.max_height = max_height
+        self.search_radius_px = search_radius_px
+        self.min_pixels = min_pixels
+        self.hand_margin_px = hand_margin_px
+        self.colour_gate = colour_gate
+        self.use_skin_fallback = use_skin_fallback
+        self.seed = seed
+        self.planes: list[tuple[np.ndarray, float] | None] = []   # per frame, after a run
+
+    # -------------------------------------------------------------------------------- API
+    def segment_video(self, frames: Sequence[np.ndarray], prompts: dict[str, np.ndarray],
+                      depths: Sequence[np.ndarray] | None = None, K: np.ndarray | None = None,
+                      hand_masks: Sequence[np.ndarray | None] | None = None) -> list[dict[str, np.ndarray]]:
+        """Per frame {object id: bool mask}. depths: (H, W) metres per frame (required);
+        K: intrinsics (or the constructor's); hand_masks: optional per-frame hand masks (None entries
+        allowed): bool (H, W) masks removed entirely, or float hand depth maps (metres, inf off
+        the hand, see `hand_mask_from_keypoints(..., with_depth=True)`) removing only pixels not
+        more than `hand_depth_tolerance` in front of the hand."""
+        K = self.K if K is None else np.asarray(K, np.float64)
+        if depths is None or K is None:
+            raise StageFailure('the depth_color segmenter needs per-frame metric depth and K '
+                               '(segment_video(..., depths=..., K=...)); use the sam2 backend for RGB only')
+        n = len(frames)
+        if len(depths) != n:
+            raise ValueError(f'{len(depths)} depth images for {n} frames')
+        if n == 0:
+            return []
+        h, w = np.asarray(frames[0]).shape[:2]
+        radius = self.search_radius_px or max(6, int(round(0.05 * max(h, w))))
+        out: list[dict[str, np.ndarray]] = [dict() for _ in range(n)]
+        self.planes = [None] * n
+
+        pts0 = backproject(depths[0], K)
+        state = {}
+        for oid, prompt in prompts.items():
+            m0, is_mask = _mask_from_prompt(prompt, (h, w))
+            plane = self._initial_plane(pts0, m0)
+            if plane is None:
+                raise StageFailure(f'{oid}: no table plane found around the prompt')
+            if not is_mask:   # box: the largest above-table component inside the box
+                cand = self._candidates(pts0, plane) & m0
+                m0 = self._largest_component(cand)
+            state[oid] = dict(plane=plane, prev=m0, missing=0, colour=_ColourModel(frames[0], m0), area0=int(m0.sum()))
+
+        for k in range(n):
+            rgb = np.asarray(frames[k])
+            pts = pts0 if k == 0 else backproject(depths[k], K)
+            hand = None if hand_masks is None else hand_masks[k]
+            lab = None
+            for oid, st in state.items():
+                if k > 0:
+                    st['plane'] = self._track_plane(pts, st['plane'])
+                self.planes[k] = st['plane']
+                if k == 0 and np.asarray(prompts[oid]).shape == (h, w):
+                    # the prompt mask is taken as given (it is the reference, e.g. SAM2's click)
+                    m = st['prev'].copy()
+                else:
+                    if lab is None:
+                        lab = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2LAB)
+                    m = self._segment(rgb, lab, pts, st, hand, radius)
+                if np.count_nonzero(m) < self.min_pixels:
+                    out[k][oid] = np.zeros((h, w), bool)
+                    st['missing'] += 1
+                else:
+                    out[k][oid] = m
+                    st['prev'] = m
+                    st['missing'] = 0
+        return out
+
+    # -------------------------------------------------------------------------------- pieces
+    def _initial_plane(self, pts: np.ndarray, m0: np.ndarray):
+        h, w = m0.shape
+        ys, xs = np.nonzero(m0)
+        if len(xs) == 0:
+            return None
+        size = max(int(np.ptp(xs)), int(np.ptp(ys)), 8)
+        ring = np.zeros_like(m0)
+        x0, x1 = max(0, xs.min() - 2 * size), min(w, xs.max() + 2 * size + 1)
+        y0, y1 = max(0, ys.min() - size), min(h, ys.max() + 2 * size + 1)
+        ring[y0:y1, x0:x1] = True
+        ring &= ~cv2.dilate(m0.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        P = pts[ring]
+        P = P[np.isfinite(P).all(1)]
+        if len(P) > 4000:
+            P = P[np.random.default_rng(self.seed).choice(len(P), 4000, replace=False)]
+        plane = fit_plane_ransac(P, self.plane_threshold, seed=self.seed)
+        if plane is None:   # fall back to the whole image
+            P = pts[::4, ::4].reshape(-1, 3)
+            plane = fit_plane_ransac(P, self.plane_threshold, seed=self.seed)
+        return plane
+
+    def _track_plane(self, pts: np.ndarray, plane):
+        n, d = plane
+        P = pts[::3, ::3].reshape(-1, 3)
+        P = P[np.isfinite(P).all(1)]
+        inl = P[np.abs(P @ n + d) < self.plane_threshold]
+        if len(inl) < 50:
+            return plane
+        new = refit_plane(inl)
+        if new is None or float(new[0] @ n) < 0.98:   # reject a jump to another plane
+            return plane
+        return new
+
+    def _candidates(self, pts: np.ndarray, plane) -> np.ndarray:
+        n, d = plane
+        with np.errstate(invalid='ignore'):
+            hgt = pts @ n + d
+            return np.isfinite(hgt) & (hgt > self.min_height) & (hgt < self.max_height)
+
+    @staticmethod
+    def _largest_component(mask: np.ndarray) -> np.ndarray:
+        cnt, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        if cnt <= 1:
+            return np.zeros_like(mask, bool)
+        return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+    def _segment(self, rgb, lab, pts, st, hand, radius) -> np.ndarray:
+        cand = self._candidates(pts, st['plane'])
+        colour: _ColourModel = st['colour']
+        h, w = cand.shape
+        ambiguous = None
+        if hand is not None:
+            hand = np.asarray(hand)
+            if hand.dtype != bool:   # hand depth map: remove pixels at or behind the hand surface
+                with np.errstate(invalid='ignore'):
+                    hm = np.isfinite(hand) & ~(pts[..., 2] < hand - self.hand_depth_tolerance)
+                region = np.isfinite(hand)
+            else:
+                hm = region = hand
+            if self.hand_margin_px > 0:
+                k = 2 * self.hand_margin_px + 1
+                hm = cv2.dilate(hm.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+            cand &= ~hm
+            # pixels near the hand are ambiguous (fingers, wrist, arm): keep object-coloured ones
+            ambiguous = cv2.dilate(region.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        elif self.use_skin_fallback:
+            ambiguous = skin_mask(rgb)
+        if ambiguous is not None:
+            amb = ambiguous & cand
+            if amb.any():
+                far = colour.distance(lab[amb]) > self.colour_gate
+                idx = np.flatnonzero(amb.reshape(-1))[far]
+                cand.reshape(-1)[idx] = False
+        # break connectivity at depth discontinuities (an object in front of the body or arm)
+        cand_full = cand.copy()
+        z = np.nan_to_num(pts[..., 2], nan=0.0)
+        jump = np.zeros_like(cand)
+        dzx = np.abs(np.diff(z, axis=1)) > self.depth_jump
+        dzy = np.abs(np.diff(z, axis=0)) > self.depth_jump
+        jump[:, :-1] |= dzx
+        jump[:, 1:] |= dzx
+        jump[:-1, :] |= dzy
+        jump[1:, :] |= dzy
+        cand &= ~jump
+        r = radius * (1 + st['missing'])
+        gate = cv2.dilate(st['prev'].astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+        cnt, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+        if cnt <= 1:
+            return np.zeros_like(cand)
+        ov = np.bincount(labels[gate], minlength=cnt)
+        ov[0] = 0
+        ids = np.flatnonzero(ov > 0)
+        if ids.size == 0:
+            return np.zeros_like(cand)
+        # colour tie-breaker: median colour distance of each overlapping component
+        flat_lab = lab.reshape(-1, 3)
+        lflat = labels.reshape(-1)
+        keep = []
+        for i in ids:
+            px = flat_lab[lflat == i]
+            if len(px) > 400:
+                px = px[:: len(px) // 400]
+            keep.append(float(np.median(colour.distance(px))) <= self.colour_gate)
+        keep = np.asarray(keep)
+        if keep.any():
+            ids = ids[keep]
+        else:   # nothing has the object's colour: the single best-overlapping component
+            ids = ids[[int(np.argmax(ov[ids]))]]
+        m = np.isin(labels, ids) & gate
+        # give back the discontinuity pixels next to the object that have its colour
+        ring = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & cand_full & ~m & jump
+        if ring.any():
+            ri = np.flatnonzero(ring.reshape(-1))
+            near = colour.distance(flat_lab[ri]) <= self.colour_gate
+            m.reshape(-1)[ri[near]] = True
+        # a region that grew far beyond the previous mask (merged with an arm, the body, a
+        # second object): keep only its object-coloured pixels
+        area_ref = max(1, st['area0'])
+        if m.sum() > self.growth_limit * area_ref:
+            mi = np.flatnonzero(m.reshape(-1))
+            far = colour.distance(flat_lab[mi]) > self.colour_gate
+            m.reshape(-1)[mi[far]] = False
+        return m
