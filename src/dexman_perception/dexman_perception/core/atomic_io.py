@@ -41,3 +41,25 @@ def write_json_atomic(path: str | os.PathLike, data: object, indent: int = 1) ->
         json.dump(data, f, indent=indent)
         f.write('\n')
     return pathlib.Path(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """Yield a temp directory beside `final`; on a clean exit it replaces `final` as a whole (the
+    previous version is moved aside first and removed after the rename), else it is deleted."""
+    import shutil
+    final = pathlib.Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{final.name}.', dir=final.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        old = final.parent / f'.{final.name}.old-{os.getpid()}'
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

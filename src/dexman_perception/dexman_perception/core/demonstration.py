@@ -20,11 +20,11 @@ import dataclasses
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
+
+from .atomic_io import atomic_directory
 
 FORMAT_VERSION = 1
 
@@ -100,8 +100,7 @@ def save(demo: Demonstration, root: str | os.PathLike, meshes: dict[str, Any]) -
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / demo.demonstration_id
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{demo.demonstration_id}.', dir=root))
-    try:
+    with atomic_directory(final) as tmp:
         (tmp / 'meshes').mkdir()
         for obj in demo.objects:
             if obj.id not in meshes:
@@ -115,15 +114,6 @@ def save(demo: Demonstration, root: str | os.PathLike, meshes: dict[str, Any]) -
         (tmp / 'demonstration.json').write_text(json.dumps(meta, indent=2))
         np.savez_compressed(tmp / 'trajectories.npz',
                             **{k: np.asarray(getattr(demo, k)) for k in Demonstration._ARRAYS})
-        old = root / f'.{demo.demonstration_id}.old'
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     demo.root = final
     return final
 

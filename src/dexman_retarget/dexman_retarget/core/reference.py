@@ -62,10 +62,10 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
+from dexman_perception.core.atomic_io import atomic_directory
 
 FORMAT_VERSION = 1
 META_NAME = 'reference.json'
@@ -261,8 +261,7 @@ def save(ref: Reference, root: str | os.PathLike, meshes: dict[str, Any]) -> pat
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / ref.reference_id
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{ref.reference_id}.', dir=root))
-    try:
+    with atomic_directory(final) as tmp:
         (tmp / 'meshes').mkdir()
         for obj in ref.objects:
             if obj.id not in meshes:
@@ -287,16 +286,6 @@ def save(ref: Reference, root: str | os.PathLike, meshes: dict[str, Any]) -> pat
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2, default=_json_default))
         np.savez_compressed(tmp / ARRAYS_NAME, **{k: np.asarray(getattr(ref, k)) for k in Reference._ARRAYS})
-        os.chmod(tmp, 0o755)
-        old = root / f'.{ref.reference_id}.old-{os.getpid()}'
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     ref.root = final
     return final
 
