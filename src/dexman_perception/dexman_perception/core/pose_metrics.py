@@ -70,6 +70,8 @@ from typing import Any
 
 import numpy as np
 
+from .rigid_transform import invert_transform as rigid_inverse  # noqa: F401 (public name)
+
 ADD_S_MAX_THRESHOLD = 0.10      # m, τ range [0, 0.10]
 ADD_S_MAX_POINTS = 5000         # model points used by ADD-S (deterministic subsample)
 VSD_DELTA = 0.02                # m
@@ -97,16 +99,6 @@ def is_valid_pose(T: np.ndarray, tol: float = ROTATION_TOL) -> np.ndarray:
     det = np.abs(np.linalg.det(R) - 1.0) <= tol
     last = np.max(np.abs(Ts[..., 3, :] - np.array([0.0, 0.0, 0.0, 1.0])), axis=-1) <= 1e-6
     return finite & ortho & det & last
-
-
-def rigid_inverse(T: np.ndarray) -> np.ndarray:
-    T = np.asarray(T, dtype=np.float64)
-    out = np.zeros_like(T)
-    Rt = np.swapaxes(T[..., :3, :3], -1, -2)
-    out[..., :3, :3] = Rt
-    out[..., :3, 3] = -np.einsum('...ij,...j->...i', Rt, T[..., :3, 3])
-    out[..., 3, 3] = 1.0
-    return out
 
 
 def alignment_transform(T_gt_first: np.ndarray, T_pred_first: np.ndarray) -> np.ndarray:

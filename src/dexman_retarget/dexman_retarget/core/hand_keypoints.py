@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from dexman_perception.core.rigid_transform import invert_transform  # noqa: F401 (re-exported)
 
 # Hand3D.handedness values; the robot model names the sides 'left' / 'right' (index = Hand3D value).
 LEFT, RIGHT = 0, 1
@@ -127,17 +128,6 @@ def wrist_frame(kp, side, strict: bool = False) -> np.ndarray:
         raise ValueError('degenerate hand keypoints: coincident wrist / MCP points or non-finite '
                          'values, the wrist frame is undefined')
     return T
-
-
-def invert_transform(T) -> np.ndarray:
-    """Inverse of rigid transforms (4, 4) or (..., 4, 4)."""
-    T = np.asarray(T, dtype=float)
-    out = np.zeros_like(T)
-    Rt = np.swapaxes(T[..., :3, :3], -1, -2)
-    out[..., :3, :3] = Rt
-    out[..., :3, 3] = -np.einsum('...ij,...j->...i', Rt, T[..., :3, 3])
-    out[..., 3, 3] = 1.0
-    return out
 
 
 def to_frame(points, T) -> np.ndarray:
