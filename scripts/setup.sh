@@ -71,7 +71,7 @@ else
   BASE_PATHS+=(compat)
 fi
 ws_hash() {
-  { echo "${BASE_PATHS[*]}"; find "${BASE_PATHS[@]}" \( -name package.xml -o -name CMakeLists.txt -o -name setup.py \
+  { echo "${BASE_PATHS[*]}"; ls launch config; find "${BASE_PATHS[@]}" \( -name package.xml -o -name CMakeLists.txt -o -name setup.py \
       -o -name setup.cfg -o -name '*.msg' -o -name '*.srv' -o -name '*.action' \) -type f -print0 | sort -z | xargs -0 cat; } \
     | sha256sum | cut -d' ' -f1
 }

@@ -118,3 +118,14 @@ def test_missing_launch_argument_is_a_clear_error():
     rc, log = launch('dexman.launch.xml', timeout=30)
     assert rc == 2
     assert "missing required launch argument 'bag'" in log and 'Traceback' not in log
+
+
+def test_launch_files_are_installed_in_the_bringup_share():
+    """`ros2 launch dexman_bringup dexman.launch.xml` resolves like the file path does, with the
+    parameter files found beside it."""
+    p = subprocess.run([ros2(), 'launch', 'dexman_bringup', 'dexman.launch.xml', 'bag:=/tmp/some_bag', '--print'],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert 'share/dexman_bringup/launch/dexman.launch.xml: 3 process(es)' in p.stdout
+    assert 'share/dexman_bringup/launch/../config/bag_player.yaml' in p.stdout
+    assert '-p bag_path:=/tmp/some_bag' in p.stdout

@@ -1,3 +1,6 @@
+import glob
+import os
+
 from setuptools import find_packages, setup
 
 package_name = 'dexman_bringup'
@@ -9,6 +12,10 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
+        # the repository's launch/ and config/, so that `ros2 launch dexman_bringup dexman.launch.xml`
+        # works too (the files use $(dirname)/../config, which holds in both places)
+        ('share/' + package_name + '/launch', sorted(glob.glob(os.path.join('..', '..', 'launch', '*.launch.xml')))),
+        ('share/' + package_name + '/config', sorted(glob.glob(os.path.join('..', '..', 'config', '*.*')))),
     ],
     install_requires=['setuptools'],
     zip_safe=False,
