@@ -31,13 +31,13 @@ import numpy as np
 from ..stages import BodyEstimate
 from . import hand_lifting as hl
 from . import mediapipe_models as mm
-from .mediapipe_hands import RUNNING_MODES, VideoClock, check_rgb
+from .mediapipe_runtime import RUNNING_MODES, LandmarkerBackend, VideoClock, check_rgb
 
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 11, 12, 23, 24
 N_POSE = 33
 
 
-class MediaPipeBody:
+class MediaPipeBody(LandmarkerBackend):
     """BodyEstimator on CPU (see the module doc).
 
     model_dir: bundle directory (default: the project's model cache). min_confidence /
@@ -74,32 +74,6 @@ class MediaPipeBody:
         self._clock = VideoClock()
         self.last_timing_ms: dict[str, float] = {}
         self.last_landmarks: np.ndarray | None = None     # (33, 3) camera_optical of the last body
-
-    def close(self) -> None:
-        lm, self._landmarker = getattr(self, '_landmarker', None), None
-        if lm is not None:
-            lm.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:    # noqa: BLE001  (interpreter shutdown: the runtime is gone)
-            pass
-
-    def detect(self, rgb: np.ndarray, timestamp: float | None = None):
-        """MediaPipe's raw PoseLandmarkerResult for one RGB image."""
-        if self._landmarker is None:
-            raise RuntimeError('MediaPipeBody is closed')
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=check_rgb(rgb))
-        if self.running_mode == 'VIDEO':
-            return self._landmarker.detect_for_video(image, self._clock.next(timestamp))
-        return self._landmarker.detect(image)
 
     def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None,
                  timestamp: float | None = None) -> BodyEstimate | None:

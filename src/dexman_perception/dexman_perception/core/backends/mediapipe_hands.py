@@ -37,36 +37,11 @@ import numpy as np
 from ..stages import HandEstimate
 from . import hand_lifting as hl
 from . import mediapipe_models as mm
+from .mediapipe_runtime import RUNNING_MODES, LandmarkerBackend, VideoClock, check_rgb  # noqa: F401
 
 _log = logging.getLogger(__name__)
 
-RUNNING_MODES = ('IMAGE', 'VIDEO')
-
-
-def check_rgb(rgb) -> np.ndarray:
-    """A C-contiguous uint8 (H, W, 3) RGB image, or ValueError."""
-    a = np.asarray(rgb)
-    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-        raise ValueError(f'rgb must be uint8 (H, W, 3), got {a.dtype} {a.shape}')
-    return np.ascontiguousarray(a)
-
-
-class VideoClock:
-    """Strictly increasing millisecond timestamps for MediaPipe's VIDEO mode: the caller's time
-    (seconds) when given, else a 30 fps counter; never equal or decreasing."""
-
-    def __init__(self, fps: float = 30.0):
-        self._last = -1
-        self._step = max(int(round(1000.0 / fps)), 1)
-
-    def next(self, timestamp: float | None) -> int:
-        ms = self._last + self._step if timestamp is None else int(round(timestamp * 1000.0))
-        ms = max(ms, self._last + 1)
-        self._last = ms
-        return ms
-
-
-class MediaPipeHands:
+class MediaPipeHands(LandmarkerBackend):
     """HandEstimator on CPU (see the module doc).
 
     model_dir: bundle directory (default: mediapipe_models.default_model_dir()).
@@ -107,34 +82,7 @@ class MediaPipeHands:
         self._clock = VideoClock()
         self.last_timing_ms: dict[str, float] = {}
 
-    # -------------------------------------------------------------------------- lifecycle
-    def close(self) -> None:
-        lm, self._landmarker = getattr(self, '_landmarker', None), None
-        if lm is not None:
-            lm.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:    # noqa: BLE001  (interpreter shutdown: the runtime is gone)
-            pass
-
     # -------------------------------------------------------------------------- inference
-    def detect(self, rgb: np.ndarray, timestamp: float | None = None):
-        """MediaPipe's raw HandLandmarkerResult for one RGB image."""
-        if self._landmarker is None:
-            raise RuntimeError('MediaPipeHands is closed')
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=check_rgb(rgb))
-        if self.running_mode == 'VIDEO':
-            return self._landmarker.detect_for_video(image, self._clock.next(timestamp))
-        return self._landmarker.detect(image)
-
     def estimate(self, rgb: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None,
                  timestamp: float | None = None) -> list[HandEstimate]:
         """Hands in one image: [] when none. K: (3, 3) intrinsics of ``rgb``; depth: optional
