@@ -302,8 +302,9 @@ class BagPlayer(Node):
 
 
 def wait_all_acked(pub, timeout_s: float) -> bool:
-    """publisher.wait_for_all_acked in 50 ms slices while ROS is up: a SIGINT that lands inside one
-    long C++ wait aborts the process ("terminate called without an active exception")."""
+    """publisher.wait_for_all_acked in 50 ms slices, giving up as soon as ROS shuts down (Ctrl-C)
+    instead of blocking for the whole timeout. (It does not cure the abort on a SIGINT that
+    arrives just after the last subscriber left: see the known issue in the README.)"""
     deadline = time.monotonic() + timeout_s
     while rclpy.ok():
         if pub.wait_for_all_acked(Duration(seconds=min(0.05, max(deadline - time.monotonic(), 0.0)))):

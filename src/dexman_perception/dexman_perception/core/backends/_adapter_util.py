@@ -82,6 +82,20 @@ def repo_context(root: Path | None, chdir: bool = False) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------ inputs
+def vitdet_person_detector(package, utils_module: str, det_ckpt: Path, backend: str, hint: str):
+    """The detectron2 ViTDet-H (cascade mask R-CNN) person detector the HaMeR and 4D-Humans demos
+    build: the config shipped in `package` (hamer or hmr2), score threshold 0.25 on all 3 cascade
+    stages, wrapped by the package's `utils_detectron2.DefaultPredictor_Lazy`."""
+    lazy = require_module(utils_module, backend, hint)
+    d2cfg = require_module('detectron2.config', backend, hint)
+    cfg = d2cfg.LazyConfig.load(str(Path(package.__file__).parent / 'configs' /
+                                    'cascade_mask_rcnn_vitdet_h_75ep.py'))
+    cfg.train.init_checkpoint = str(det_ckpt)
+    for i in range(3):
+        cfg.model.roi_heads.box_predictors[i].test_score_thresh = 0.25
+    return lazy.DefaultPredictor_Lazy(cfg)
+
+
 def check_rgb(rgb: np.ndarray, what: str = 'rgb') -> np.ndarray:
     """An RGB uint8 (H, W, 3) image, else ValueError."""
     a = np.asarray(rgb)

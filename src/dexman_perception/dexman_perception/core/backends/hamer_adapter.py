@@ -40,7 +40,8 @@ import numpy as np
 
 from ..stages import BackendUnavailable, HandEstimate
 from ._adapter_util import (cam_crop_to_camera, check_K, check_rgb, project, repo_context,
-                            require_module, require_path, resolve_device, to_numpy)
+                            require_module, require_path, resolve_device, to_numpy,
+                            vitdet_person_detector)
 
 BACKEND = 'hamer'
 INSTALL_HINT = ("Install HaMeR from a checkout of geopavlakos/hamer ('pip install --no-deps -e .' plus "
@@ -160,15 +161,9 @@ class HamerHands:
             raise BackendUnavailable(f'{BACKEND}: the default detector needs hamer_root. {DET_HINT}')
         with repo_context(root, chdir=True):
             hamer = require_module('hamer', BACKEND, INSTALL_HINT)
-            lazy = require_module('hamer.utils.utils_detectron2', BACKEND, DET_HINT)
-            d2cfg = require_module('detectron2.config', BACKEND, DET_HINT)
             vitpose = require_module('vitpose_model', BACKEND, DET_HINT)
-            cfg = d2cfg.LazyConfig.load(str(Path(hamer.__file__).parent / 'configs' /
-                                            'cascade_mask_rcnn_vitdet_h_75ep.py'))
-            cfg.train.init_checkpoint = str(det_ckpt)
-            for i in range(3):
-                cfg.model.roi_heads.box_predictors[i].test_score_thresh = 0.25
-            self._person_detector = lazy.DefaultPredictor_Lazy(cfg)
+            self._person_detector = vitdet_person_detector(hamer, 'hamer.utils.utils_detectron2',
+                                                           det_ckpt, BACKEND, DET_HINT)
             self._vitpose = vitpose.ViTPoseModel(self.device)
 
     def detect_hands(self, rgb: np.ndarray) -> list[dict]:

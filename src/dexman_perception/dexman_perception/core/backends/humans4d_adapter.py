@@ -29,14 +29,13 @@ CACHE_DIR_4DHUMANS/data/smpl (SMPL licence), and detectron2's ViTDet-H `model_fi
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..stages import BackendUnavailable, BodyEstimate
 from ._adapter_util import (cam_crop_to_camera, check_K, check_rgb, require_module, require_path,
-                            resolve_device, to_numpy)
+                            resolve_device, to_numpy, vitdet_person_detector)
 
 BACKEND = '4dhumans'
 INSTALL_HINT = ("Install 4D-Humans from a checkout of shubham-goel/4D-Humans ('pip install --no-deps "
@@ -109,14 +108,8 @@ class FourDHumansBody:
         if person_detector is None:
             det_ckpt = require_path(detector_checkpoint, BACKEND, 'detector_checkpoint', DET_HINT)
             hmr2 = require_module('hmr2', BACKEND, INSTALL_HINT)
-            lazy = require_module('hmr2.utils.utils_detectron2', BACKEND, DET_HINT)
-            d2cfg = require_module('detectron2.config', BACKEND, DET_HINT)
-            cfg = d2cfg.LazyConfig.load(str(Path(hmr2.__file__).parent / 'configs' /
-                                            'cascade_mask_rcnn_vitdet_h_75ep.py'))
-            cfg.train.init_checkpoint = str(det_ckpt)
-            for i in range(3):
-                cfg.model.roi_heads.box_predictors[i].test_score_thresh = 0.25
-            self._detector = lazy.DefaultPredictor_Lazy(cfg)
+            self._detector = vitdet_person_detector(hmr2, 'hmr2.utils.utils_detectron2', det_ckpt,
+                                                    BACKEND, DET_HINT)
 
     def detect_people(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes (N, 4) and scores (N,) above person_threshold."""

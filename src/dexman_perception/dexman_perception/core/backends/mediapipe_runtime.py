@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._adapter_util import check_rgb as _check_rgb
+
 RUNNING_MODES = ('IMAGE', 'VIDEO')
 
 
 def check_rgb(rgb) -> np.ndarray:
-    """A C-contiguous uint8 (H, W, 3) RGB image, or ValueError."""
-    a = np.asarray(rgb)
-    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-        raise ValueError(f'rgb must be uint8 (H, W, 3), got {a.dtype} {a.shape}')
-    return np.ascontiguousarray(a)
+    """A C-contiguous uint8 (H, W, 3) RGB image (MediaPipe needs contiguity), or ValueError."""
+    return np.ascontiguousarray(_check_rgb(rgb))
 
 
 class VideoClock:
