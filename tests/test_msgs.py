@@ -101,14 +101,18 @@ def test_rosbags_reads_our_cdr_with_types_from_the_msg_files():
 
 
 def test_tf2_msgs_is_available_and_not_shadowing_a_system_one():
-    from ament_index_python.packages import get_package_prefix
+    """Exactly one tf2_msgs on the ament prefix path: the environment's when it has one, else the
+    project's compat/ build (setup.sh builds compat/ only when the environment lacks it)."""
+    import os
     from tf2_msgs.msg import TFMessage
     from geometry_msgs.msg import TransformStamped
-    prefix = pathlib.Path(get_package_prefix('tf2_msgs'))
     root = pathlib.Path(__file__).resolve().parents[1]
-    if prefix == root / 'install' / 'tf2_msgs':
-        # built from compat/ only because the environment had none: no /opt/ros tf2_msgs exists
-        assert not any(pathlib.Path('/opt/ros').glob('*/share/tf2_msgs')) or 'ROS_DISTRO' not in __import__('os').environ
+    providers = [pathlib.Path(p) for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep)
+                 if p and (pathlib.Path(p) / 'share/ament_index/resource_index/packages/tf2_msgs').is_file()]
+    assert len(providers) == 1, providers
+    ours = root / 'install' / 'tf2_msgs'
+    if providers[0] != ours:
+        assert not ours.exists(), 'compat/tf2_msgs was built although the environment has tf2_msgs'
     m = TFMessage(transforms=[TransformStamped(child_frame_id='object_0')])
     assert deserialize_message(serialize_message(m), TFMessage).transforms[0].child_frame_id == 'object_0'
 
