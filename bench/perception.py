@@ -133,6 +133,10 @@ def run_case(case_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
             o['tracking'][mode] = {k: s[k] for k in ('add_s_auc', 'add_s_mean_m', 'vsd_auc', 'failure_rate',
                                                       'stability_mean', 'iou_mean', 'n_invalid')}
             o['tracking'][mode]['fps'] = n / r.seconds
+            # per-frame status counts (tracking / predicted / lost) and why frames were invalid
+            o['tracking'][mode]['status'] = {st: r.status.count(st) for st in ot.STATUSES}
+            reasons = [x.split(':')[0] for x in r.reasons if x]
+            o['tracking'][mode]['invalid_reasons'] = {x: reasons.count(x) for x in sorted(set(reasons))}
         res['objects'][oid] = o
     return res
 

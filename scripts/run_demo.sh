@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job on the embedded CPU defaults, setup included:
 #   bash scripts/run_demo.sh [OUT_DIR]          (default OUT_DIR: data/demo)
-# 1. renders a synthetic demonstration with exact ground truth (a person pouring with a mug),
-# 2. runs the ROS 2 graph on its rosbag (launch/dexman.launch.xml: bag player, frame probe,
-#    retarget node) and checks every frame arrived,
-# 3. retargets the demonstration onto the G1 + two Shadow hands (joint trajectories at 30 Hz,
-#    contact priors, stable object placement),
-# 4. prints a JSON summary. Perception and training join as their stages land (README).
+# 1. renders a synthetic demonstration with exact ground truth (a person pouring with a mug, RGB-D),
+# 2. runs the ROS 2 perception graph on its rosbag (launch/dexman.launch.xml: bag player, depth,
+#    hands, body, segmentation, mesh, tracker, scene alignment, demonstration assembler), prompted
+#    with the mug's first-frame box, which writes a metric demonstration in the robot's world,
+# 3. retargets that perceived demonstration onto the G1 + two Shadow hands (joint trajectories at
+#    30 Hz, contact priors, stable object placement),
+# 4. prints a JSON summary (per-stage report, object error vs ground truth, retargeting).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -20,15 +21,24 @@ if [ ! -f "$CASE/ground_truth/meta.json" ]; then
   ros2 run dexman_synthetic dexman_synth generate --task pick_pour --object mug --seed 3 --depth --out "$CASE"
 fi
 ros2 run dexman_synthetic dexman_synth preview "$CASE" --out "$OUT/preview.png"
-echo "== 2/3 ROS 2 graph on the bag (real time)"
-ros2 launch launch/dexman.launch.xml bag:="$CASE/bag" rate:=1.0 report:="$OUT/frames.json"
-echo "== 3/3 retargeting onto the G1 + two Shadow hands"
-ros2 run dexman_retarget retarget "$CASE" --out "$OUT/references" --json | tee "$OUT/retarget.json"
-python - "$OUT" <<'PY'
+echo "== 2/3 ROS 2 perception graph on the bag"
+BOXES=$(ros2 run dexman_synthetic dexman_synth prompt "$CASE")
+rm -rf "$OUT/perception/demonstrations/pick_pour_mug_s3"
+ros2 launch launch/dexman.launch.xml bag:="$CASE/bag" prompt_boxes:="$BOXES" object_labels:="['mug']" \
+  output_dir:="$OUT/perception" demonstration_id:=pick_pour_mug_s3 report:="$OUT/perception_report.json"
+echo "== 3/3 retargeting the perceived demonstration onto the G1 + two Shadow hands"
+ros2 run dexman_retarget retarget "$OUT/perception/demonstrations/pick_pour_mug_s3" --out "$OUT/references" --json \
+  | tee "$OUT/retarget.json"
+python - "$OUT" "$CASE" <<'PY'
 import json, pathlib, sys
-out = pathlib.Path(sys.argv[1])
-frames = json.loads((out / 'frames.json').read_text())
+from dexman_perception.core import demonstration
+from dexman_perception.core.demo_scoring import object_error_vs_ground_truth
+out, case = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+report = json.loads((out / 'perception_report.json').read_text())
+demo = demonstration.load(out / 'perception' / 'demonstrations' / 'pick_pour_mug_s3')
 ret = json.loads((out / 'retarget.json').read_text().strip().splitlines()[-1])
-print(json.dumps({'frames_received': frames['frame_count'], 'frames_published': frames['status']['frames_published'],
+print(json.dumps({'stages': {k: [s['state'], s['frames_out'], s['frames_invalid']] for k, s in report['stages'].items()},
+                  'demonstration': str(demo.root), 'frames': demo.n_frames,
+                  'object_error': object_error_vs_ground_truth(demo, case),
                   'preview': str(out / 'preview.png'), 'retarget': ret}))
 PY

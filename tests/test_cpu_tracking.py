@@ -153,7 +153,7 @@ def test_fused_tracker_add_s_not_worse_than_tracks_alone(case, masks):
         assert r.poses.shape == (len(case['rgb']), 4, 4)
         auc[mode] = _add_s_auc(case, r)
     print('add-s auc', auc)
-    # measured: fused 0.93, refiner 0.86, tracks 0.78
+    # measured: fused 0.99, refiner 0.96, tracks 0.78 (the can's LK tracks drift during the grasp)
     assert auc['fused'] > 0.85
     assert auc['fused'] >= auc['tracks'] - 0.01
 

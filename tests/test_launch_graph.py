@@ -68,11 +68,12 @@ def video_to_bag(video, bag, *extra):
 
 
 def test_main_launch_file_plays_every_frame_with_recorded_stamps(tmp_path):
-    """launch/dexman.launch.xml -> include bag_playback.launch.xml -> two processes, real time."""
+    """launch/dexman.launch.xml perception:=false -> include bag_playback.launch.xml -> two processes,
+    real time."""
     make_mp4(tmp_path / 'clip.mp4')
     bag = video_to_bag(tmp_path / 'clip.mp4', tmp_path / 'bag')
     report = tmp_path / 'frames.json'
-    rc, log = launch('dexman.launch.xml', bag=bag, report=report, rate='1.0')
+    rc, log = launch('dexman.launch.xml', bag=bag, report=report, rate='1.0', perception='false')
     assert rc == 0, log
     expected = recorded_frames(bag)
     assert len(expected) == 24
@@ -126,6 +127,7 @@ def test_launch_files_are_installed_in_the_bringup_share():
     p = subprocess.run([ros2(), 'launch', 'dexman_bringup', 'dexman.launch.xml', 'bag:=/tmp/some_bag', '--print'],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert 'share/dexman_bringup/launch/dexman.launch.xml: 3 process(es)' in p.stdout
+    # retarget node + the perception graph (player, 7 stages, assembler)
+    assert 'share/dexman_bringup/launch/dexman.launch.xml: 10 process(es)' in p.stdout
     assert 'share/dexman_bringup/launch/../config/bag_player.yaml' in p.stdout
     assert '-p bag_path:=/tmp/some_bag' in p.stdout

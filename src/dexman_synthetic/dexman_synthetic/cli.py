@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument('case_dir')
     v.add_argument('--out', required=True, help='PNG file to write')
     v.add_argument('--frame', type=int, default=None, help='frame index (default: the middle frame)')
+    b = sub.add_parser('prompt', help='print the first-frame object boxes [x0, y0, x1, y1, ...] of a case '
+                       '(the segmentation prompt a user would draw)')
+    b.add_argument('case_dir')
+    b.add_argument('--pad', type=int, default=3, help='pixels around the visible object')
     sub.add_parser('list', help='list tasks, objects and the suite cases')
     return p
 
@@ -76,7 +80,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.cmd is None:
-            raise _UsageError('a command is required: generate, suite, preview or list')
+            raise _UsageError('a command is required: generate, suite, preview, prompt or list')
         return _run(args)
     except _UsageError as e:
         print(f'dexman_synth: error: {e}', file=sys.stderr)
@@ -94,6 +98,13 @@ def _run(args) -> int:
         print('tasks:   ' + ' '.join(TASKS))
         print('objects: ' + ' '.join(SHAPES))
         print('suite:   ' + ' '.join(c.name for c in SUITE))
+        return 0
+    if args.cmd == 'prompt':
+        from .core.ground_truth import GroundTruthError, load
+        try:
+            print(json.dumps(load(args.case_dir).prompt_boxes(pad=args.pad)))
+        except (GroundTruthError, OSError) as e:
+            raise _UsageError(str(e)) from None
         return 0
     if args.cmd == 'preview':
         import pathlib

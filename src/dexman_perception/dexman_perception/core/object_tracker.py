@@ -1,20 +1,45 @@
 """The paper's fused object-pose tracker (Sec. 3.2, Appendix B.3) and its two ablations.
 
-For k = 1..N-1 (rigid_transform.chain_poses_from_tracks):
+For k = 1..N-1:
 
     fused     ΔT_{k-1}^k from the object's 3D point tracks (Kabsch + RANSAC,
               rigid_transform.propagate_pose_from_tracks), T_k^init = ΔT · T_{k-1},
-              T_k = refiner.refine(frame k, T_k^init)
+              T_k = refiner.refine(frame k, T_k^init), fused with T_k^init (below)
     refiner   (ablation a) T_k^init = T_{k-1}, T_k = refiner.refine(frame k, T_k^init)
     tracks    (ablation b) T_k = ΔT · T_{k-1}, no refinement
 
 T_0 comes from refiner.register on frame 0 (or is given). Works with any PoseRefiner /
 PointTracker backend (CPU defaults: IcpRefiner, LucasKanadeTracker).
 
-Invalid frames are marked, never raised: a vanished (empty) mask, too few object points with
-depth (NaN / missing depth), a refinement below the refiner's score, or (tracks) fewer than 3 usable
-3D tracks. The chain carries on through an invalid frame from its best guess (T_init for the
-refiner modes, T_{k-1} when the tracks fail), so the object can be re-acquired. Output poses are
+Fusion (fused mode, when the refiner reports the information matrix of its result, as IcpRefiner
+does in `last_information`): a small information filter on the object-frame twist. The pose
+covariance grows every step by the track step's noise (track_sigma + track_sigma_rmse x the Kabsch
+inlier RMSE; lost_sigma when the tracks fail); the refinement is combined with the prediction in
+the tangent space at T_k^init, so that what the depth constrains comes from the refinement and what
+it does not (the spin of a can, the slide of a handle along its axis, a flat face sliding in its
+plane, a partly hidden object) from the tracks. When the two disagree beyond chance (normalised
+innovation squared > gate_chi2): if the mask covers at least min_coverage of the object's
+silhouette at T_k^init, the refinement is taken alone (LK loses fast rotations, e.g. pouring);
+otherwise the tracks are kept (a hand hides most of the object and the few points left fit
+anywhere; status 'predicted', valid). A refiner without `last_information` (FoundationPose) gives
+T_k as is.
+
+Two forms share one per-step chain (`ObjectPoseStream._advance`):
+* `ObjectPoseStream` (online, for nodes that receive one frame at a time): start(frame 0) then
+  step(frame k) -> FramePose. Needs a tracker with `stream(K)` (LucasKanadeTracker), or none
+  ('refiner' mode).
+* `track_object` (a whole clip): runs the stream over the frames; with precomputed `tracks=` or a
+  batch-only tracker backend (SpatialTracker) the tracks are computed for the whole clip first and
+  the same chain consumes them frame by frame.
+
+Per frame, status: 'tracking' (a refinement was accepted, or in 'tracks' mode the tracks gave the
+motion), 'predicted' (propagated by the tracks without an accepted refinement), 'lost' (nothing
+usable: the last pose is kept). Invalid frames are marked, never raised: a vanished (empty) mask,
+too few object points with depth (NaN / missing depth), a refinement below the refiner's score
+(fused and refiner modes: a frame is valid only with an accepted refinement, or in fused mode
+the tracks-kept case above), or (tracks) fewer than `min_tracks` usable 3D tracks. The chain carries on through an invalid frame from its best
+guess (T_init for the refiner modes, T_{k-1} when the tracks fail), so the object can be
+re-acquired (`project_mask` gives the segmenter the silhouette at that guess). Output poses are
 T_camera_object in `camera_optical`.
 """
 from __future__ import annotations
@@ -29,6 +54,7 @@ from . import rigid_transform as rt
 from .pose_trajectory import PoseTrajectory
 
 MODES = ('fused', 'refiner', 'tracks')
+STATUSES = ('tracking', 'predicted', 'lost')
 
 
 @dataclasses.dataclass
@@ -40,10 +66,303 @@ class ObjectTrackResult:
     mode: str
     seconds: float               # tracking time (registration, tracks and chain), s
     steps: list = dataclasses.field(default_factory=list)   # rigid_transform.TrackingStep per k >= 1
+    status: list = dataclasses.field(default_factory=list)  # FramePose.status per frame
+
+
+@dataclasses.dataclass
+class FramePose:
+    """One frame of an ObjectPoseStream."""
+    T_camera_object: np.ndarray          # (4, 4) camera_optical
+    valid: bool
+    reason: str                          # '' when valid
+    score: float                         # refiner score, NaN when not refined
+    status: str                          # 'tracking' | 'predicted' | 'lost'
+    tracks_2d: np.ndarray                # (M, 2) current 2D track positions (pixels), for display
+    track_ids: np.ndarray                # (M,) their ids
+    step: rt.TrackingStep | None = None  # the k-1 -> k track step (None: first frame / no tracks)
+    points_3d: np.ndarray | None = None  # (M, 3) the tracks in camera_optical (m; NaN without depth)
 
 
 def _empty(m) -> bool:
     return m is None or not np.any(m)
+
+
+def _gray(f):
+    import cv2
+    f = np.asarray(f)
+    return f if f.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(f, np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+class _StreamTracks:
+    """Track source over an online tracker (LkStream)."""
+
+    def __init__(self, tracker, K, n_queries):
+        self.s = tracker.stream(K)
+        self.n_queries = n_queries
+
+    def start(self, rgb, depth, mask):
+        from .backends.lk_tracks import sample_points
+        if not _empty(mask):
+            self.s.add_queries(sample_points(mask, self.n_queries, gray=_gray(rgb)))
+        f = self.s.start(rgb, depth, mask)
+        return f.xy, f.ids, f.points_3d
+
+    def step(self, rgb, depth, mask):
+        f = self.s.step(rgb, depth, mask)
+        return f.prev_points_3d, f.curr_points_3d, f.xy, f.ids, f.points_3d
+
+
+class _PrecomputedTracks:
+    """Track source over PointTracks computed for the whole clip (frame by frame)."""
+
+    def __init__(self, tracks):
+        if tracks.positions_3d is None:
+            raise ValueError('the point tracker gave no 3D positions (needs depth)')
+        self.P3 = np.asarray(tracks.positions_3d, np.float64)
+        self.P2 = np.asarray(tracks.positions_2d, np.float64)
+        self.vis = np.asarray(tracks.visible, bool)
+        self.k = 0
+
+    def _now(self, k):
+        v = np.flatnonzero(self.vis[k])
+        return self.P2[k, v], v, self.P3[k, v]
+
+    def start(self, rgb, depth, mask):
+        self.k = 0
+        return self._now(0)
+
+    def step(self, rgb, depth, mask):
+        self.k += 1
+        k = self.k
+        if k >= len(self.P3):
+            raise IndexError(f'the precomputed tracks have {len(self.P3)} frames')
+        use = self.vis[k - 1] & self.vis[k]
+        use &= np.isfinite(self.P3[k - 1]).all(1) & np.isfinite(self.P3[k]).all(1)
+        xy, ids, p3 = self._now(k)
+        return self.P3[k - 1, use], self.P3[k, use], xy, ids, p3
+
+
+class ObjectPoseStream:
+    """Online object pose tracking (one object): start(frame 0) then step(frame k) -> FramePose.
+
+    refiner: a PoseRefiner (default: the registry's CPU default); tracker: a point tracker with
+    `stream(K)` (default: the registry's); mode: 'fused' | 'refiner' | 'tracks' (see the module
+    docstring); n_queries: tracks sampled in the first mask; ransac_threshold (m) and min_tracks:
+    of the track step (rigid_transform.propagate_pose_from_tracks); track_sigma (m),
+    track_sigma_rmse, lost_sigma (m), gate_chi2: of the fusion (module docstring). `Sigma` is the
+    current 6x6 pose covariance (object-frame twist (ω, u)), fused mode."""
+
+    def __init__(self, refiner=None, tracker=None, mode: str = 'fused', n_queries: int = 200,
+                 ransac_threshold: float = 0.01, min_tracks: int = 6, *, track_sigma: float = 0.0003,
+                 track_sigma_rmse: float = 2.0, lost_sigma: float = 0.03, gate_chi2: float = 22.5,
+                 min_coverage: float = 0.4, _tracks=None):
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        self.track_sigma = track_sigma
+        self.track_sigma_rmse = track_sigma_rmse
+        self.lost_sigma = lost_sigma
+        self.gate_chi2 = gate_chi2
+        self.min_coverage = min_coverage
+        self.last_coverage = float('nan')
+        self.last_nis = float('nan')          # fused: normalised innovation squared of the last fusion
+        from .backends import registry
+        self.refiner = refiner if refiner is not None else registry.create('pose', registry.default('pose'))
+        self.mode = mode
+        self.n_queries = n_queries
+        self.ransac_threshold = ransac_threshold
+        self.min_tracks = min_tracks
+        self._precomputed = _tracks
+        self.tracker = tracker
+        if mode != 'refiner' and _tracks is None:
+            if self.tracker is None:
+                self.tracker = registry.create('tracks', registry.default('tracks'))
+            if not hasattr(self.tracker, 'stream'):
+                raise ValueError(f'{type(self.tracker).__name__} has no online form (stream); use '
+                                 'track_object on the whole clip')
+        self._src = None
+        self.T = None
+        self.k = -1
+
+    # ------------------------------------------------------------------------------------ API
+    def start(self, rgb, depth, mask, mesh, K, T0: np.ndarray | None = None) -> FramePose:
+        """Frame 0: T0 given, else refiner.register on the mask (raises ValueError when the mask
+        is empty or registration gives no finite pose)."""
+        self.mesh = mesh
+        self.K = np.asarray(K, np.float64)
+        self.k = 0
+        score, valid, reason = float('nan'), True, ''
+        if T0 is None:
+            if _empty(mask):
+                raise ValueError('the first frame has no object mask: nothing to register')
+            est = self.refiner.register(rgb, depth, mask, mesh, self.K)
+            T0 = est.T_camera_object
+            score = float(est.score)
+            if not est.valid:
+                valid, reason = False, f'registration failed: {est.reason}'
+                if not np.all(np.isfinite(T0)):
+                    raise ValueError(f'registration failed on the first frame: {est.reason}')
+        self.T = np.asarray(T0, np.float64).copy()
+        # fused: covariance of the pose (object-frame twist (ω, u)), rotations scaled by the radius
+        V = np.asarray(getattr(mesh, 'vertices', np.zeros((2, 3))), np.float64).reshape(-1, 3)
+        self._radius = max(0.5 * float(np.linalg.norm(np.ptp(V, axis=0))), 1e-3) if len(V) else 0.05
+        self._scale = np.array([self._radius] * 3 + [1.0] * 3)
+        self.Sigma = self._iso(0.002)
+        xy, ids, p3 = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3))
+        if self.mode != 'refiner':
+            if self._precomputed is not None:
+                self._src = _PrecomputedTracks(self._precomputed)
+            else:
+                if depth is None:
+                    raise ValueError('3D point tracks need depth')
+                self._src = _StreamTracks(self.tracker, self.K, self.n_queries)
+            xy, ids, p3 = self._src.start(rgb, depth, mask)
+        self._p3 = p3
+        return self._out(self.T, valid, reason, score, 'tracking' if valid else 'lost', xy, ids, None)
+
+    def step(self, rgb, depth, mask) -> FramePose:
+        if self.T is None:
+            raise RuntimeError('ObjectPoseStream.step() before start()')
+        self.k += 1
+        return self._advance(rgb, depth, mask)
+
+    # ------------------------------------------------------------------------------------ chain
+    def _advance(self, rgb, depth, mask) -> FramePose:
+        T_prev = self.T
+        step = None
+        xy, ids, self._p3 = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3))
+        if self.mode != 'refiner':
+            P_prev, P_curr, xy, ids, self._p3 = self._src.step(rgb, depth, mask)
+            step = rt.propagate_pose_from_tracks(P_prev, P_curr, T_prev,
+                                                 ransac_threshold=self.ransac_threshold,
+                                                 min_tracks=self.min_tracks)
+        if self.mode == 'tracks':
+            T = step.T_init
+            if not step.ok:
+                return self._out(T, False, f'point tracks: {step.reason}', float('nan'), 'lost', xy, ids, step)
+            if _empty(mask):
+                return self._out(T, False, 'object mask vanished', float('nan'), 'predicted', xy, ids, step)
+            return self._out(T, True, '', float('nan'), 'tracking', xy, ids, step)
+        T_init = T_prev if step is None else step.T_init
+        tracked = step is not None and step.ok
+        fallback = 'predicted' if tracked else 'lost'
+        # covariance of T_init: the previous one grown by the track step's noise (no motion
+        # information: lost_sigma)
+        fused = self.mode == 'fused'
+        if fused:
+            sig = self.track_sigma + self.track_sigma_rmse * float(step.rmse) if tracked else self.lost_sigma
+            S_pred = self.Sigma + self._iso(sig)
+            self.Sigma = S_pred
+        if _empty(mask):
+            return self._out(T_init, False, 'object mask vanished', float('nan'), fallback, xy, ids, step)
+        est = self.refiner.refine(rgb, depth, mask, self.mesh, self.K, T_init)
+        info = getattr(self.refiner, 'last_information', None) if est.valid and fused else None
+        if info is not None:
+            info = np.asarray(info, np.float64)
+            if tracked:
+                est = self._fuse(T_init, est, info, S_pred, mask)
+                if est is None:          # an unreliable refinement against the tracks: keep them
+                    return self._out(T_init, True, '', float('nan'), 'predicted', xy, ids, step)
+            else:
+                self.Sigma = np.linalg.inv(info + np.linalg.inv(S_pred))
+        if not est.valid:
+            return self._out(T_init, False, est.reason or 'refinement failed', float(est.score), fallback,
+                             xy, ids, step)
+        return self._out(est.T_camera_object, True, '', float(est.score), 'tracking', xy, ids, step)
+
+    def _fuse(self, T_init, est, info, S_pred, mask):
+        """Information-form fusion of the track prediction T_init (covariance Sigma + the track
+        step's noise) and the refinement (information `info`), in the object-frame tangent space
+        at T_init. When the two disagree beyond chance (normalised innovation squared above
+        `gate_chi2`), the refinement alone when the mask covers at least min_coverage of the
+        silhouette at T_init, else None (keep the prediction)."""
+        E = rt.invert_transform(T_init) @ est.T_camera_object
+        xi = np.concatenate([_log_rotation(E[:3, :3]), E[:3, 3]])
+        L_pred = np.linalg.inv(S_pred)
+        S_post = np.linalg.inv(L_pred + info)
+        S_post = 0.5 * (S_post + S_post.T)
+        g = info @ xi
+        xi_post = S_post @ g
+        # NIS = ξᵀ (S_pred + info⁻¹)⁻¹ ξ = ξᵀ info ξ − gᵀ (L_pred + info)⁻¹ g (no inverse of info)
+        nis = float(xi @ g - g @ xi_post)
+        self.last_nis = nis
+        if nis > self.gate_chi2:
+            # disagreement: believe the refinement when it saw enough of the object (the tracks
+            # lose fast rotations), the tracks when it did not (a hand covers most of the object
+            # and a few points fit anywhere)
+            sil = np.count_nonzero(project_mask(self.mesh, T_init, self.K, np.shape(mask)))
+            coverage = np.count_nonzero(mask) / max(sil, 1)
+            self.last_coverage = coverage
+            if coverage < self.min_coverage:
+                self.Sigma = S_pred
+                return None
+            self.Sigma = np.linalg.inv(info + np.linalg.inv(self._iso(self.lost_sigma)))
+            return est
+        self.Sigma = S_post
+        T = T_init @ _exp_twist(xi_post)
+        return dataclasses.replace(est, T_camera_object=T)
+
+    def _iso(self, sigma_m: float) -> np.ndarray:
+        """A covariance of sigma_m metres in translation and sigma_m / radius in rotation."""
+        return np.diag((sigma_m / self._scale) ** 2)
+
+    def _out(self, T, valid, reason, score, status, xy, ids, step) -> FramePose:
+        T = np.asarray(T, np.float64)
+        if not np.all(np.isfinite(T)):
+            valid, reason = False, reason or 'non-finite pose'
+        self.T = T.copy()
+        return FramePose(T.copy(), bool(valid), reason, score, status, np.asarray(xy).reshape(-1, 2),
+                         np.asarray(ids).reshape(-1), step, np.asarray(self._p3).reshape(-1, 3))
+
+
+def project_mask(mesh, T_camera_object: np.ndarray, K: np.ndarray, shape: tuple[int, int],
+                 with_depth: bool = False) -> np.ndarray:
+    """(H, W) bool silhouette of a mesh at a pose (its camera-facing triangles filled; faces with a
+    vertex behind the camera skipped): the prior a segmenter can use to find the object where the
+    tracker expects it (`DepthColorSegmenter.step(..., priors=...)`). with_depth: a float32 depth
+    map instead (metres, +inf off the silhouette; painter's algorithm on the triangles' mean depth),
+    which also tells the segmenter the expected depth range."""
+    import cv2
+    h, w = shape
+    out = np.zeros((h, w), np.uint8)
+    zmap = np.full((h, w), np.inf, np.float32) if with_depth else None
+    T = np.asarray(T_camera_object, np.float64)
+    if not np.all(np.isfinite(T)):
+        return zmap if with_depth else out.astype(bool)
+    V = np.asarray(mesh.vertices, np.float64) @ T[:3, :3].T + T[:3, 3]
+    F = np.asarray(mesh.faces, np.int64)
+    front = V[:, 2] > 1e-3
+    F = F[front[F].all(1)]
+    if len(F):
+        uv = V[:, :2] / np.where(front, V[:, 2], 1.0)[:, None] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+        tri = np.round(np.clip(uv[F], -4 * max(h, w), 4 * max(h, w)) * 4).astype(np.int32)
+        e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        facing = (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) > 0   # camera-facing (image y down)
+        if not with_depth:
+            for t in tri[facing]:
+                cv2.fillConvexPoly(out, t, 1, lineType=cv2.LINE_8, shift=2)
+            return out.astype(bool)
+        zf = V[F[facing], 2].mean(1)
+        for i in np.argsort(-zf):                     # far to near
+            out[:] = 0
+            cv2.fillConvexPoly(out, tri[facing][i], 1, lineType=cv2.LINE_8, shift=2)
+            zmap[out > 0] = zf[i]
+    return zmap if with_depth else out.astype(bool)
+
+
+def _log_rotation(R: np.ndarray) -> np.ndarray:
+    """Axis-angle vector of a rotation matrix (small angles exactly; scipy near π)."""
+    c = float(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    ang = float(np.arccos(c))
+    if ang < 1e-6:
+        return 0.5 * w
+    if ang > np.pi - 1e-3:
+        return rt.axis_angle_from_rotation(R)
+    return w * (ang / (2.0 * np.sin(ang)))
+
+
+def _exp_twist(xi: np.ndarray) -> np.ndarray:
+    return rt.make_transform(rt.rotation_from_axis_angle(xi[:3]), xi[3:])
 
 
 def track_object(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None,
@@ -52,8 +371,9 @@ def track_object(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray] | No
                  tracks=None, n_queries: int = 200, ransac_threshold: float = 0.01,
                  min_tracks: int = 6) -> ObjectTrackResult:
     """Track one object through a clip. masks: per-frame bool masks (None/empty = vanished).
-    tracks: precomputed PointTracks with positions_3d (else `tracker` is run on queries sampled
-    in the first mask). Returns poses, validity and reasons per frame."""
+    tracks: precomputed PointTracks with positions_3d (else `tracker` is run: online when it has
+    `stream`, else on queries sampled in the first mask for the whole clip first). Returns poses,
+    validity and reasons per frame. The batch form of ObjectPoseStream."""
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     from .backends import registry
@@ -63,71 +383,38 @@ def track_object(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray] | No
     K = np.asarray(K, np.float64)
     dep = (lambda k: None) if depths is None else (lambda k: depths[k])
     t_start = time.perf_counter()
-    valid = np.ones(n, bool)
-    reasons = [''] * n
-    scores = np.full(n, np.nan)
     if n == 0:
-        return ObjectTrackResult(np.zeros((0, 4, 4)), valid, reasons, scores, mode, 0.0)
-
-    if T0 is None:
-        if _empty(masks[0]):
-            raise ValueError('the first frame has no object mask: nothing to register')
-        est = refiner.register(frames[0], dep(0), masks[0], mesh, K)
-        T0 = est.T_camera_object
-        scores[0] = est.score
-        if not est.valid:
-            valid[0], reasons[0] = False, f'registration failed: {est.reason}'
-            if not np.all(np.isfinite(T0)):
-                raise ValueError(f'registration failed on the first frame: {est.reason}')
-    T0 = np.asarray(T0, np.float64)
-
-    def refine_at(k, T_init):
-        if _empty(masks[k]):
-            valid[k], reasons[k] = False, 'object mask vanished'
-            return T_init
-        est = refiner.refine(frames[k], dep(k), masks[k], mesh, K, T_init)
-        scores[k] = est.score
-        if not est.valid:
-            valid[k], reasons[k] = False, est.reason or 'refinement failed'
-            return T_init
-        return est.T_camera_object
-
-    steps = []
-    if mode == 'refiner':
-        poses = np.empty((n, 4, 4))
-        poses[0] = T0
-        for k in range(1, n):
-            poses[k] = refine_at(k, poses[k - 1])
-    else:
-        if tracks is None:
+        return ObjectTrackResult(np.zeros((0, 4, 4)), np.ones(0, bool), [], np.zeros(0), mode, 0.0)
+    if mode != 'refiner':
+        if tracker is None and tracks is None:
+            tracker = registry.create('tracks', registry.default('tracks'))
+        if tracks is None and not hasattr(tracker, 'stream'):   # a batch-only backend: whole clip first
             from .backends.lk_tracks import sample_queries
-            if tracker is None:
-                tracker = registry.create('tracks', registry.default('tracks'))
             if depths is None:
                 raise ValueError('3D point tracks need depth')
-            import cv2
-            g0 = np.asarray(frames[0])
-            g0 = g0 if g0.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(g0, np.uint8), cv2.COLOR_RGB2GRAY)
-            q = sample_queries(masks[0], n_queries, 0, gray=g0)
+            if _empty(masks[0]):
+                raise ValueError('the first frame has no object mask: nothing to track')
+            q = sample_queries(masks[0], n_queries, 0, gray=_gray(frames[0]))
             try:
                 tracks = tracker.track(frames, q, depths, K, masks=masks)
             except TypeError:   # a backend without mask support
                 tracks = tracker.track(frames, q, depths, K)
-        if tracks.positions_3d is None:
-            raise ValueError('the point tracker gave no 3D positions (needs depth)')
-        poses, steps = rt.chain_poses_from_tracks(
-            tracks.positions_3d, T0, visibility=tracks.visible,
-            refine=refine_at if mode == 'fused' else None,
-            ransac_threshold=ransac_threshold, min_tracks=min_tracks)
-        for k, st in enumerate(steps, start=1):
-            if not st.ok and mode == 'tracks':
-                valid[k], reasons[k] = False, f'point tracks: {st.reason}'
-            elif mode == 'tracks' and _empty(masks[k]):
-                valid[k], reasons[k] = False, 'object mask vanished'
-    bad = ~np.all(np.isfinite(poses), axis=(1, 2))
-    for k in np.flatnonzero(bad):
-        valid[k], reasons[k] = False, reasons[k] or 'non-finite pose'
-    return ObjectTrackResult(poses, valid, reasons, scores, mode, time.perf_counter() - t_start, steps)
+    stream = ObjectPoseStream(refiner, tracker, mode, n_queries, ransac_threshold, min_tracks,
+                              _tracks=tracks)
+    out = [stream.start(frames[0], dep(0), masks[0], mesh, K, T0)]
+    for k in range(1, n):
+        out.append(stream.step(frames[k], dep(k), masks[k]))
+    return _result(out, mode, time.perf_counter() - t_start)
+
+
+def _result(out: list[FramePose], mode: str, seconds: float) -> ObjectTrackResult:
+    return ObjectTrackResult(poses=np.stack([f.T_camera_object for f in out]),
+                             valid=np.array([f.valid for f in out], bool),
+                             reasons=[f.reason for f in out],
+                             scores=np.array([f.score for f in out], np.float64),
+                             mode=mode, seconds=seconds,
+                             steps=[f.step for f in out[1:]] if mode != 'refiner' else [],
+                             status=[f.status for f in out])
 
 
 def to_trajectory(results: dict[str, ObjectTrackResult], stamps_ns: np.ndarray, method: str = '') -> PoseTrajectory:

@@ -7,7 +7,7 @@ as they are, so header stamps are untouched). Progress is reported as dexman_msg
 on /dexman/playback/status (transient local, depth 1): PLAYING at the start and every
 ``status_period_s``, FINISHED at the end, ERROR with a message when the bag cannot be played.
 
-QoS: images and camera_info best effort (sensor data) when ``rate > 0``; with ``rate <= 0``
+QoS: images and camera_info best effort (sensor data) when ``rate > 0`` (unless ``reliable``); with ``rate <= 0``
 every publisher is reliable and each message waits for all subscribers' acknowledgements, so
 playback runs as fast as reliable subscribers take it. Other topics: reliable; /tf_static:
 reliable + transient local.
@@ -71,10 +71,23 @@ class BagPlayer(Node):
         self.topics = declare(self, 'topics', [],
                               'topics to play (string array); empty: every topic whose message '
                               'type rclpy can import', list, read_only=True)
+        self.exclude_topics = declare(self, 'exclude_topics', [],
+                                      'topics never played (e.g. a recording\'s ground truth or '
+                                      '/tf_static when the graph computes its own frames)', list,
+                                      read_only=True)
+        self.reliable = declare(self, 'reliable', False,
+                                'publish images and camera_info reliably also when rate > 0 (for '
+                                'offline processing nodes with reliable subscriptions); rate <= 0 '
+                                'is always reliable', bool, read_only=True)
         self.wait_for_subscribers = declare(
             self, 'wait_for_subscribers', 0,
             'before starting, wait until the image topic(s) have at least this many matched '
             'subscribers (0: do not wait)', int, read_only=True)
+        self.wait_for_stages = declare(
+            self, 'wait_for_stages', 0,
+            'before starting, wait until this many perception stage nodes reported their state on '
+            '/dexman/perception/status (ready or stopped), so none misses the first frames',
+            int, read_only=True)
         self.subscriber_timeout_s = declare(
             self, 'subscriber_timeout_s', 30.0,
             'give up (ERROR status, exit 1) when the subscribers do not appear within this '
@@ -173,10 +186,11 @@ class BagPlayer(Node):
             selected = list(dict.fromkeys(self.topics))
         else:
             selected = list(topics)
+        selected = [t for t in selected if t not in self.exclude_topics]
         if STATUS_TOPIC in selected:     # a recorded status would contradict the live one
             selected.remove(STATUS_TOPIC)
             self.get_logger().warning(f'not replaying the recorded {STATUS_TOPIC}')
-        reliable_all = self.rate <= 0
+        reliable_all = self.rate <= 0 or self.reliable
         pubs, skipped = {}, []
         for name in selected:
             msgtype = topics[name].msgtype
@@ -208,7 +222,30 @@ class BagPlayer(Node):
         colour = [t for t in image_topics if 'depth' not in t.split('/')]
         return pubs, colour or image_topics
 
+    def _wait_for_stages(self) -> None:
+        n = self.wait_for_stages
+        if n <= 0:
+            return
+        from dexman_msgs.msg import StageStatus
+        seen: dict[str, str] = {}
+        sub = self.create_subscription(StageStatus, '/dexman/perception/status',
+                                       lambda m: seen.__setitem__(m.node, m.stage), latched_qos(50))
+        t0 = time.monotonic()
+        self.get_logger().info(f'waiting for {n} perception stage(s) to be ready')
+        while len(seen) < n:
+            if not rclpy.ok():
+                raise KeyboardInterrupt
+            if 0 < self.subscriber_timeout_s <= time.monotonic() - t0:
+                raise PlaybackFailed(f'only {len(seen)} of {n} perception stages ready within '
+                                     f'{self.subscriber_timeout_s:g} s: {sorted(seen.values())}', code=1)
+            rclpy.spin_once(self, timeout_sec=0.02)
+            self._tick()
+        self.destroy_subscription(sub)
+        if self.settle_s > 0:
+            sleep_until(time.monotonic() + self.settle_s, tick=self._tick)
+
     def _wait_for_subscribers(self, pubs: dict, image_topics: list[str]) -> None:
+        self._wait_for_stages()
         n = self.wait_for_subscribers
         if n <= 0:
             return
@@ -252,7 +289,7 @@ class BagPlayer(Node):
                             if self.wait_for_subscribers > 0 else '')
         self._wait_for_subscribers(pubs, image_topics)
         tf_static = [t for t in topics if t.endswith('tf_static')]
-        reliable_all = self.rate <= 0
+        reliable_all = self.rate <= 0 or self.reliable
         ack = max(self.ack_timeout_s, 0.0)
         log = self.get_logger()
         log.info(f'playing {self.bag_uri}: {self.frames_total} image(s) on '

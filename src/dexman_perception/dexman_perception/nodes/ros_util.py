@@ -51,13 +51,22 @@ def latched_qos(depth: int = 1) -> QoSProfile:
 
 # -------------------------------------------------------------------------------- parameters
 
-_PTYPE = {float: ParameterType.PARAMETER_DOUBLE, int: ParameterType.PARAMETER_INTEGER,
+class FloatList(list):
+    """`kind` of a double-array parameter (declare(..., kind=FloatList))."""
+
+
+_PTYPE = {FloatList: ParameterType.PARAMETER_DOUBLE_ARRAY, float: ParameterType.PARAMETER_DOUBLE, int: ParameterType.PARAMETER_INTEGER,
           bool: ParameterType.PARAMETER_BOOL, str: ParameterType.PARAMETER_STRING,
           list: ParameterType.PARAMETER_STRING_ARRAY}
 _TRUE, _FALSE = {'true', 'yes', 'on', '1'}, {'false', 'no', 'off', '0'}
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is FloatList:
+        vals = list(value) if isinstance(value, (list, tuple)) else [value]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            return [float(v) for v in vals]
+        raise ParamError(f'parameter {name!r} must be a list of numbers, got {value!r}')
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, float) and value.is_integer():
@@ -66,6 +75,8 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         return value.lower() in _TRUE
     if kind is bool and isinstance(value, int) and value in (0, 1):
         return bool(value)
+    if kind in (list, FloatList) and value is None:     # an empty list in a parameter file
+        return []
     if kind is list and isinstance(value, str):
         return [value] if value else []
     if kind is list and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
@@ -80,7 +91,7 @@ def declare(node, name: str, default: Any, description: str, kind: type | None =
             *, read_only: bool = False) -> Any:
     """Declare a parameter with a description and return its value as ``kind``.
 
-    ``kind`` (float, int, bool, str, or list for a string array) defaults to the type of
+    ``kind`` (float, int, bool, str, list for a string array, FloatList for a double array) defaults to the type of
     ``default``. An override of a compatible type (``rate:=1`` for a double) is accepted and
     converted; anything else is a :class:`ParamError` with a readable message.
     """

@@ -122,6 +122,22 @@ class GroundTruth:
         with np.load(p) as z:
             return z['depth'].astype(np.float32), z['labels']
 
+    def prompt_boxes(self, frame: int | None = None, pad: int = 3) -> list[float]:
+        """First-frame object boxes as a user would draw them: [x0, y0, x1, y1] per object (pixels,
+        `pad` around the visible label), flat, in object order; frame: default the first frame in
+        the bag. Raises GroundTruthError for an object not visible there."""
+        _, labels = self.load_scene()
+        if frame is None:
+            frame = int(np.flatnonzero(self.frame_in_bag)[0])
+        out = []
+        for i, o in enumerate(self.objects):
+            ys, xs = np.nonzero(labels[frame] == i + 1)
+            if len(xs) == 0:
+                raise GroundTruthError(f'{o.id} is not visible in frame {frame}')
+            out += [float(max(0, xs.min() - pad)), float(max(0, ys.min() - pad)),
+                    float(min(self.width - 1, xs.max() + pad)), float(min(self.height - 1, ys.max() + pad))]
+        return out
+
     # ------------------------------------------------------------------ I/O
     _ARRAYS = ('K', 'T_world_camera', 'table_point', 'table_normal', 'table_extents', 'stamps_ns',
                'object_poses', 'hand_keypoints', 'hand_present', 'wrist_poses', 'pelvis_poses',

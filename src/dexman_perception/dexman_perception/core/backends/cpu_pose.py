@@ -12,8 +12,13 @@ Stands in for FoundationPose. scipy cKDTree + a damped Gauss-Newton point-to-pla
   object itself need no visibility test), drops pairs further than the max correspondence
   distance (annealed from `max_corr_start` to `max_corr_end`), and solves the linearised
   point-to-plane problem min Σ w ρ(((I + [ω]×) q' + u − p)·n) with Huber weights (δ =
-  `huber_delta`) and Levenberg damping (`damping` x the mean diagonal), so that directions the
-  surface does not constrain (spin of a cylinder about its axis) stay at the initial guess.
+  `huber_delta`) and Levenberg damping (`damping` x the mean diagonal). Directions the data do not
+  constrain (eigenvalues of the Gauss-Newton matrix, rotations scaled by the model radius, below
+  `weak_ratio` x the largest: the spin of a can, a handle seen in part sliding along its axis) are
+  anchored to the initial guess by a prior on the deviation from T_init (stiffness
+  anchor_strength x weak_ratio x the largest eigenvalue); without it they drift by up to 2 cm a
+  frame on our partial views. The Gauss-Newton matrix of the last iteration / point_sigma² is left
+  in `last_information` (the fused tracker weighs the refinement against its track prediction).
 * Before ICP, a coarse re-centring when fewer than half the data points have a model point
   within `max_corr_start` (see `_recentre`): large frame-to-frame translations are recovered.
 * score: inlier ratio = fraction of data points within `inlier_distance` of the model after the
@@ -41,18 +46,40 @@ def _skew(v):
 
 
 def _exp_se3(omega, u):
-    from scipy.spatial.transform import Rotation
+    """[[exp([ω]×), u], [0, 1]] (Rodrigues)."""
     T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(omega).as_matrix()
+    th = float(np.sqrt(omega @ omega))
+    if th < 1e-12:
+        T[:3, :3] += _skew(omega)
+    else:
+        Kx = _skew(omega / th)
+        T[:3, :3] += np.sin(th) * Kx + (1.0 - np.cos(th)) * (Kx @ Kx)
     T[:3, 3] = u
     return T
+
+
+def _rigid_inv(T):
+    Ti = np.eye(4)
+    Ti[:3, :3] = T[:3, :3].T
+    Ti[:3, 3] = -T[:3, :3].T @ T[:3, 3]
+    return Ti
+
+
+def _cross(a, b):
+    return np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                     a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
 
 
 class IcpRefiner:
     def __init__(self, iterations: int = 25, max_points: int = 1500, model_points: int = 4000,
                  max_corr_start: float = 0.03, max_corr_end: float = 0.01, huber_delta: float = 0.004,
                  inlier_distance: float = 0.006, min_points: int = 25, min_score: float = 0.3,
-                 damping: float = 1e-3, seed: int = 0):
+                 damping: float = 1e-3, weak_ratio: float = 0.0005, anchor_strength: float = 1.0,
+                 point_sigma: float = 0.002, seed: int = 0):
+        self.point_sigma = point_sigma
+        self.last_information = None
+        self.weak_ratio = weak_ratio
+        self.anchor_strength = anchor_strength
         self.iterations = iterations
         self.max_points = max_points
         self.model_points = model_points
@@ -95,7 +122,13 @@ class IcpRefiner:
         return P
 
     # ------------------------------------------------------------------------------ API
-    def refine(self, rgb, depth, mask, mesh, K, T_init) -> PoseEstimate:
+    def refine(self, rgb, depth, mask, mesh, K, T_init, anchor: bool = True) -> PoseEstimate:
+        """ICP from T_init (anchor: hold the unconstrained directions at T_init, see `_icp`).
+        After a successful call `last_information` holds the (6, 6) information matrix of the
+        result, for the object-frame twist ξ = (ω [rad], u [m]) with T = T_est · exp(ξ): the
+        Gauss-Newton matrix of the last iteration over point_sigma² (the point-to-plane residual
+        scale; None after a failure). The fused tracker combines it with the track prediction."""
+        self.last_information = None
         T_init = np.asarray(T_init, np.float64)
         if not np.all(np.isfinite(T_init)):
             return PoseEstimate(T_init, 0.0, False, 'initial pose is not finite')
@@ -104,9 +137,10 @@ class IcpRefiner:
             return PoseEstimate(T_init.copy(), 0.0, False,
                                 f'{len(Q)} object points with depth (need {self.min_points})')
         pts, nrm, tree = self.model(mesh)
-        T, score = self._icp(Q, pts, nrm, tree, T_init)
+        T, score, info = self._icp(Q, pts, nrm, tree, T_init, anchor=anchor)
         if score < self.min_score:
             return PoseEstimate(T_init.copy(), score, False, f'inlier ratio {score:.2f} < {self.min_score}')
+        self.last_information = info
         return PoseEstimate(T, score, True, '')
 
     def register(self, rgb, depth, mask, mesh, K) -> PoseEstimate:
@@ -117,7 +151,7 @@ class IcpRefiner:
                                 f'{len(Q)} object points with depth (need {self.min_points})')
         meta = getattr(mesh, 'metadata', None) or {}
         if 'T_camera_object' in meta:
-            return self.refine(rgb, depth, mask, mesh, K, meta['T_camera_object'])
+            return self.refine(rgb, depth, mask, mesh, K, meta['T_camera_object'], anchor=False)
         pts, nrm, tree = self.model(mesh)
         c_model = 0.5 * (pts.min(0) + pts.max(0))
         radius = 0.5 * float(np.min(np.ptp(pts, axis=0)))
@@ -128,7 +162,7 @@ class IcpRefiner:
             T0 = np.eye(4)
             T0[:3, :3] = R
             T0[:3, 3] = c - R @ c_model
-            T, s = self._icp(Q, pts, nrm, tree, T0)
+            T, s, _ = self._icp(Q, pts, nrm, tree, T0)
             if best is None or s > best[1]:
                 best = (T, s)
         T, s = best
@@ -152,13 +186,23 @@ class IcpRefiner:
         T[:3, 3] += Q.mean(0) - pc[front].mean(0)
         return T
 
-    def _icp(self, Q, pts, nrm, tree, T_init):
+    def _icp(self, Q, pts, nrm, tree, T_init, anchor: bool = False):
         T = self._recentre(Q, pts, nrm, tree, T_init.copy())
+        # anchor: the directions the data barely constrain (eigenvalues of the Gauss-Newton matrix,
+        # rotations scaled by the model radius, below weak_ratio x the largest: the spin of a
+        # cylinder, the slide of a handle along its axis, a flat face sliding in its plane) are
+        # pulled back towards T_init with a stiffness of anchor_strength x weak_ratio x the largest
+        Ta_inv = _rigid_inv(T_init)
+        use_anchor = anchor and self.weak_ratio > 0 and self.anchor_strength > 0
+        radius = 0.5 * float(np.linalg.norm(np.ptp(pts, axis=0)))
+        Dg = np.array([radius] * 3 + [1.0] * 3)
+        DD = np.outer(Dg, Dg)
+        H_last = None
         n_it = max(1, self.iterations)
         for it in range(n_it):
             a = it / max(1, n_it - 1)
             max_corr = self.max_corr_start * (1 - a) + self.max_corr_end * a
-            Ti = np.linalg.inv(T)
+            Ti = _rigid_inv(T)
             q = Q @ Ti[:3, :3].T + Ti[:3, 3]           # data in the object frame
             dist, idx = tree.query(q, distance_upper_bound=max_corr)
             ok = np.isfinite(dist)
@@ -166,21 +210,47 @@ class IcpRefiner:
                 break
             q, p, n = q[ok], pts[idx[ok]], nrm[idx[ok]]
             r = np.einsum('ij,ij->i', q - p, n)
-            A = np.concatenate([np.cross(q, n), n], axis=1)
+            A = np.concatenate([_cross(q, n), n], axis=1)
             w = np.where(np.abs(r) <= self.huber_delta, 1.0, self.huber_delta / np.maximum(np.abs(r), 1e-12))
             H = A.T @ (w[:, None] * A)
             g = A.T @ (w * r)
             lam = self.damping * np.trace(H) / 6.0 + 1e-12
-            x = -np.linalg.solve(H + lam * np.eye(6), g)
+            Hp, gp = H + lam * np.eye(6), g
+            H_last = H
+            if use_anchor:
+                ev, V = np.linalg.eigh(H / DD)
+                weak = ev < self.weak_ratio * ev[-1]
+                if weak.any():
+                    Vw = V[:, weak]
+                    Lam = self.anchor_strength * self.weak_ratio * ev[-1] * (Vw @ Vw.T) * DD
+                    E = Ta_inv @ T                         # deviation from the anchor (object frame)
+                    e = np.concatenate([_rotvec(E[:3, :3]), E[:3, 3]])
+                    Hp, gp = Hp + Lam, g - Lam @ e
+            x = -np.linalg.solve(Hp, gp)
             D = _exp_se3(x[:3], x[3:])               # applied to the data in the object frame
-            T = T @ np.linalg.inv(D)
+            T = T @ _rigid_inv(D)
             if np.linalg.norm(x[:3]) < 1e-5 and np.linalg.norm(x[3:]) < 1e-5:
                 break
         Ti = np.linalg.inv(T)
         q = Q @ Ti[:3, :3].T + Ti[:3, 3]
         dist, _ = tree.query(q)
         score = float(np.mean(dist < self.inlier_distance))
-        return T, score
+        info = np.zeros((6, 6)) if H_last is None else H_last / self.point_sigma ** 2
+        return T, score, info
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    """Axis-angle vector of a rotation matrix (cheap; accurate away from π)."""
+    c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    ang = float(np.arccos(c))
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    if ang < 1e-6:
+        return 0.5 * w
+    s = np.sin(ang)
+    if s < 1e-6:
+        from scipy.spatial.transform import Rotation
+        return Rotation.from_matrix(R).as_rotvec()
+    return w * (ang / (2.0 * s))
 
 
 def _rotations24():

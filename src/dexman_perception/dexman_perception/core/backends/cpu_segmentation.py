@@ -8,7 +8,8 @@ Per object, from a first-frame prompt (bool mask, or box [x0, y0, x1, y1]):
 1. Table plane: RANSAC (seeded) on the back-projected depth of a ring of pixels around the prompt
    (the object rests on the table in the first frame), normal oriented towards the camera; in
    later frames the plane is refitted by least squares on the pixels that were its inliers
-   (a moving camera keeps it), falling back to the previous plane.
+   (a moving camera keeps it), falling back to the previous plane. `table_plane_near` gives the
+   first-frame plane and its inlier points (the scene alignment uses them).
 2. Candidate pixels: finite depth, height above the plane in [min_height, max_height].
 3. Hand pixels removed. Preferred: a per-frame hand mask from the caller (`hand_masks`, e.g. the
    hand keypoints of the hands stage drawn as thick finger segments, see `hand_mask_from_keypoints`),
@@ -19,14 +20,24 @@ Per object, from a first-frame prompt (bool mask, or box [x0, y0, x1, y1]):
 4. Connected components (8-connectivity) of what remains, with the pixels at depth
    discontinuities (> `depth_jump` between neighbours) removed first so that an object in front
    of the body or an arm does not merge with it (object-coloured discontinuity pixels next to the
-   result are given back afterwards); the object is the union of the
-   components that overlap the previous mask dilated by `search_radius_px` (motion gate), ranked
-   by overlap; the object colour model (mean and covariance in Lab of the prompt pixels) breaks
-   ties: components whose mean colour is far (Mahalanobis > `colour_gate`) from it are dropped
-   unless nothing else overlaps. A result larger than `growth_limit` x the prompt's area (merged with an arm or the body) keeps only its object-coloured pixels.
+   result are given back afterwards); the object is the union of the components that overlap
+   the motion gate, ranked by overlap. Motion gate: the previous mask dilated by
+   `search_radius_px`, less the pixels farther than `motion_3d` (m, per frame) from the object's
+   previous 3D points (what lies far behind or in front of it, e.g. the chair behind a person
+   holding a box up); or, when the caller gives a prior (`step(..., priors=)`: the mesh projected
+   at the tracker's pose, `object_tracker.project_mask`), that prior dilated, with its depth
+   range. The object colour model (mean and covariance in Lab of the prompt pixels) breaks ties:
+   components whose mean colour is far (Mahalanobis > `colour_gate`) from it are dropped unless
+   nothing else overlaps. A result larger than `growth_limit` x the prompt's area (merged with
+   an arm or the body) keeps only its object-coloured pixels.
 5. Vanishing object (fewer than `min_pixels` pixels): an empty mask for that frame; the previous
    non-empty mask stays the reference for the motion gate, which widens by `search_radius_px`
-   per missing frame.
+   (and `motion_3d`) per missing frame; a prior re-acquires it wherever the tracker puts it.
+   Without a prior, an object-coloured neighbour connected to the object (green sleeves next to
+   a green slab) can be taken in and the gate creeps along it; the prior stops that.
+
+Two forms: `segment_video` (a clip) and `start` / `step` (one frame at a time, for nodes);
+`segment_video` is `start` + `step` and gives the same masks.
 
 Without depth (`depths` None) the stage raises StageFailure: colour alone is not a segmenter.
 Pure numpy / scipy / OpenCV; no rclpy.
@@ -37,6 +48,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..stages import StageFailure
 
@@ -157,6 +169,11 @@ class _ColourModel:
         return np.sqrt(np.einsum('ni,ij,nj->n', d, self.icov, d))
 
 
+def _subsample(P: np.ndarray, n: int) -> np.ndarray:
+    P = P[np.isfinite(P).all(1)]
+    return P if len(P) <= n else P[np.linspace(0, len(P) - 1, n).astype(int)]
+
+
 def _mask_from_prompt(prompt: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
     p = np.asarray(prompt)
     if p.shape == tuple(shape):
@@ -169,6 +186,42 @@ def _mask_from_prompt(prompt: np.ndarray, shape: tuple[int, int]) -> tuple[np.nd
     raise ValueError(f'prompt must be a bool mask {shape} or a box [x0, y0, x1, y1], got shape {p.shape}')
 
 
+def table_plane_near(points_hw3: np.ndarray, mask: np.ndarray, threshold: float = 0.008, seed: int = 0,
+                     max_points: int = 4000) -> tuple[tuple[np.ndarray, float] | None, np.ndarray]:
+    """The table plane under an object resting on it, and the table's inlier points.
+
+    points_hw3: (H, W, 3) back-projected depth (`backproject`); mask: (H, W) bool first-frame object
+    mask. RANSAC (seeded) on the points of a ring of pixels around the mask (2x its size sideways
+    and below, 1x above; the mask dilated by 2 px excluded), subsampled to `max_points`; falls
+    back to the whole image (every 4th pixel) when the ring gives no plane. Returns ((n, d),
+    inliers (N, 3)) with n·p + d = 0, |n| = 1, n towards the camera, inliers the sampled points
+    within `threshold` of the plane; (None, (0, 3)) when no plane is found."""
+    pts = np.asarray(points_hw3, np.float64)
+    m0 = np.asarray(mask, bool)
+    h, w = m0.shape
+    ys, xs = np.nonzero(m0)
+    if len(xs) == 0:
+        return None, np.zeros((0, 3))
+    size = max(int(np.ptp(xs)), int(np.ptp(ys)), 8)
+    ring = np.zeros_like(m0)
+    x0, x1 = max(0, xs.min() - 2 * size), min(w, xs.max() + 2 * size + 1)
+    y0, y1 = max(0, ys.min() - size), min(h, ys.max() + 2 * size + 1)
+    ring[y0:y1, x0:x1] = True
+    ring &= ~cv2.dilate(m0.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    P = pts[ring]
+    P = P[np.isfinite(P).all(1)]
+    if len(P) > max_points:
+        P = P[np.random.default_rng(seed).choice(len(P), max_points, replace=False)]
+    plane = fit_plane_ransac(P, threshold, seed=seed)
+    if plane is None:   # fall back to the whole image
+        P = pts[::4, ::4].reshape(-1, 3)
+        P = P[np.isfinite(P).all(1)]
+        plane = fit_plane_ransac(P, threshold, seed=seed)
+    if plane is None:
+        return None, np.zeros((0, 3))
+    return plane, P[np.abs(P @ plane[0] + plane[1]) < threshold]
+
+
 class DepthColorSegmenter:
     """Depth-plane + connected-component video segmenter (see the module docstring)."""
 
@@ -176,7 +229,10 @@ class DepthColorSegmenter:
                  min_height: float = 0.006, max_height: float = 0.6, search_radius_px: int | None = None,
                  min_pixels: int = 12, hand_margin_px: int = 2, colour_gate: float = 6.0,
                  use_skin_fallback: bool = True, hand_depth_tolerance: float = 0.015,
-                 growth_limit: float = 1.5, depth_jump: float = 0.03, seed: int = 0):
+                 growth_limit: float = 1.5, depth_jump: float = 0.03, motion_3d: float | None = 0.10,
+                 prior_margin: float = 1.0, seed: int = 0):
+        self.motion_3d = motion_3d
+        self.prior_margin = prior_margin
         self.hand_depth_tolerance = hand_depth_tolerance
         self.growth_limit = growth_limit
         self.depth_jump = depth_jump
@@ -200,79 +256,122 @@ class DepthColorSegmenter:
         K: intrinsics (or the constructor's); hand_masks: optional per-frame hand masks (None entries
         allowed): bool (H, W) masks removed entirely, or float hand depth maps (metres, inf off
         the hand, see `hand_mask_from_keypoints(..., with_depth=True)`) removing only pixels not
-        more than `hand_depth_tolerance` in front of the hand."""
-        K = self.K if K is None else np.asarray(K, np.float64)
-        if depths is None or K is None:
+        more than `hand_depth_tolerance` in front of the hand. The batch form of `start` + `step`;
+        `self.planes` gets the table plane of each frame."""
+        if depths is None or (K is None and self.K is None):
             raise StageFailure('the depth_color segmenter needs per-frame metric depth and K '
                                '(segment_video(..., depths=..., K=...)); use the sam2 backend for RGB only')
         n = len(frames)
         if len(depths) != n:
             raise ValueError(f'{len(depths)} depth images for {n} frames')
         if n == 0:
+            self.planes = []
             return []
-        h, w = np.asarray(frames[0]).shape[:2]
-        radius = self.search_radius_px or max(6, int(round(0.05 * max(h, w))))
-        out: list[dict[str, np.ndarray]] = [dict() for _ in range(n)]
-        self.planes = [None] * n
+        hand = (lambda k: None) if hand_masks is None else (lambda k: hand_masks[k])
+        out = [self.start(frames[0], depths[0], prompts, K=K, hand=hand(0))]
+        planes = [self._last_plane()]
+        for k in range(1, n):
+            out.append(self.step(frames[k], depths[k], hand=hand(k)))
+            planes.append(self._last_plane())
+        self.planes = planes
+        return out
 
-        pts0 = backproject(depths[0], K)
-        state = {}
+    def start(self, rgb0: np.ndarray, depth0: np.ndarray, prompts: dict[str, np.ndarray],
+              K: np.ndarray | None = None, hand: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Streaming form, first frame: fits each object's table plane and colour model from its
+        prompt (bool (H, W) mask, taken as given, or box [x0, y0, x1, y1]: the largest above-table
+        component inside it). Returns {object id: bool mask}; `step` continues the video."""
+        K = self.K if K is None else np.asarray(K, np.float64)
+        if depth0 is None or K is None:
+            raise StageFailure('the depth_color segmenter needs metric depth and K; '
+                               'use the sam2 backend for RGB only')
+        self._K = K
+        rgb0 = np.asarray(rgb0)
+        h, w = rgb0.shape[:2]
+        self._shape = (h, w)
+        self._radius = self.search_radius_px or max(6, int(round(0.05 * max(h, w))))
+        self._frame = 0
+        pts0 = backproject(depth0, K)
+        self._state = {}
         for oid, prompt in prompts.items():
             m0, is_mask = _mask_from_prompt(prompt, (h, w))
             plane = self._initial_plane(pts0, m0)
             if plane is None:
                 raise StageFailure(f'{oid}: no table plane found around the prompt')
+            box = None
             if not is_mask:   # box: the largest above-table component inside the box
+                box = m0
                 cand = self._candidates(pts0, plane) & m0
                 m0 = self._largest_component(cand)
-            state[oid] = dict(plane=plane, prev=m0, missing=0, colour=_ColourModel(frames[0], m0), area0=int(m0.sum()))
+            self._state[oid] = dict(plane=plane, prev=m0, missing=0, colour=_ColourModel(rgb0, m0),
+                                    area0=int(m0.sum()), given=is_mask, prev_pts=None, box=box)
+        return self._masks(rgb0, pts0, hand)
 
-        for k in range(n):
-            rgb = np.asarray(frames[k])
-            pts = pts0 if k == 0 else backproject(depths[k], K)
-            hand = None if hand_masks is None else hand_masks[k]
-            lab = None
-            for oid, st in state.items():
-                if k > 0:
-                    st['plane'] = self._track_plane(pts, st['plane'])
-                self.planes[k] = st['plane']
-                if k == 0 and np.asarray(prompts[oid]).shape == (h, w):
-                    # the prompt mask is taken as given (it is the reference, e.g. SAM2's click)
-                    m = st['prev'].copy()
-                else:
-                    if lab is None:
-                        lab = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2LAB)
-                    m = self._segment(rgb, lab, pts, st, hand, radius)
-                if np.count_nonzero(m) < self.min_pixels:
-                    out[k][oid] = np.zeros((h, w), bool)
-                    st['missing'] += 1
-                else:
-                    out[k][oid] = m
-                    st['prev'] = m
-                    st['missing'] = 0
+    def step(self, rgb: np.ndarray, depth: np.ndarray, hand: np.ndarray | None = None,
+             priors: dict[str, np.ndarray | None] | None = None) -> dict[str, np.ndarray]:
+        """Streaming form, next frame: {object id: bool mask} (empty when the object vanished).
+        hand: None, a bool hand mask or a hand depth map (see `segment_video`). priors: optional
+        {object id: where the object is expected}, e.g. its mesh projected at the tracker's pose
+        (`object_tracker.project_mask`): a bool (H, W) mask, or a float depth map (+inf / 0 off
+        the object; `project_mask(..., with_depth=True)`). It replaces the motion gate: the
+        prior dilated by prior_margin x search_radius_px instead of the previous mask dilated
+        (no creeping into object-coloured neighbours, re-acquisition wherever the tracker puts
+        the object); with a depth map, its depth range (± motion_3d) replaces the 3D gate on the
+        previous points."""
+        if not hasattr(self, '_state'):
+            raise RuntimeError('DepthColorSegmenter.step() before start()')
+        if depth is None:
+            raise StageFailure('the depth_color segmenter needs metric depth in every frame')
+        self._frame += 1
+        return self._masks(np.asarray(rgb), backproject(depth, self._K), hand, priors)
+
+    def plane_of(self, oid: str) -> tuple[np.ndarray, float] | None:
+        """The current table plane (n, d) of an object (n·p + d = 0 in camera_optical, n towards
+        the camera), refitted every frame."""
+        st = getattr(self, '_state', {}).get(oid)
+        return None if st is None else st['plane']
+
+    @property
+    def current_planes(self) -> dict[str, tuple[np.ndarray, float]]:
+        return {oid: st['plane'] for oid, st in getattr(self, '_state', {}).items()}
+
+    def _last_plane(self):
+        st = getattr(self, '_state', {})
+        return list(st.values())[-1]['plane'] if st else None
+
+    def _masks(self, rgb, pts, hand, priors=None) -> dict[str, np.ndarray]:
+        h, w = self._shape
+        if rgb.shape[:2] != (h, w) or pts.shape[:2] != (h, w):
+            raise ValueError(f'frame {rgb.shape[:2]} / depth {pts.shape[:2]} differ from the first frame {(h, w)}')
+        out = {}
+        lab = None
+        for oid, st in self._state.items():
+            if self._frame > 0:
+                st['plane'] = self._track_plane(pts, st['plane'])
+            if self._frame == 0 and st['given']:
+                # the prompt mask is taken as given (it is the reference, e.g. SAM2's click)
+                m = st['prev'].copy()
+            else:
+                if lab is None:
+                    lab = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2LAB)
+                prior = None if priors is None else priors.get(oid)
+                m = self._segment(rgb, lab, pts, st, hand, self._radius, prior)
+                if self._frame == 0 and st['box'] is not None:
+                    # first frame of a box prompt: the user's box bounds the object
+                    m = self._largest_component(m & st['box'])
+            if np.count_nonzero(m) < self.min_pixels:
+                out[oid] = np.zeros((h, w), bool)
+                st['missing'] += 1
+            else:
+                out[oid] = m
+                st['prev'] = m
+                st['prev_pts'] = _subsample(pts[m], 800)
+                st['missing'] = 0
         return out
 
     # -------------------------------------------------------------------------------- pieces
     def _initial_plane(self, pts: np.ndarray, m0: np.ndarray):
-        h, w = m0.shape
-        ys, xs = np.nonzero(m0)
-        if len(xs) == 0:
-            return None
-        size = max(int(np.ptp(xs)), int(np.ptp(ys)), 8)
-        ring = np.zeros_like(m0)
-        x0, x1 = max(0, xs.min() - 2 * size), min(w, xs.max() + 2 * size + 1)
-        y0, y1 = max(0, ys.min() - size), min(h, ys.max() + 2 * size + 1)
-        ring[y0:y1, x0:x1] = True
-        ring &= ~cv2.dilate(m0.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        P = pts[ring]
-        P = P[np.isfinite(P).all(1)]
-        if len(P) > 4000:
-            P = P[np.random.default_rng(self.seed).choice(len(P), 4000, replace=False)]
-        plane = fit_plane_ransac(P, self.plane_threshold, seed=self.seed)
-        if plane is None:   # fall back to the whole image
-            P = pts[::4, ::4].reshape(-1, 3)
-            plane = fit_plane_ransac(P, self.plane_threshold, seed=self.seed)
-        return plane
+        return table_plane_near(pts, m0, self.plane_threshold, self.seed)[0]
 
     def _track_plane(self, pts: np.ndarray, plane):
         n, d = plane
@@ -299,7 +398,7 @@ class DepthColorSegmenter:
             return np.zeros_like(mask, bool)
         return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
-    def _segment(self, rgb, lab, pts, st, hand, radius) -> np.ndarray:
+    def _segment(self, rgb, lab, pts, st, hand, radius, prior=None) -> np.ndarray:
         cand = self._candidates(pts, st['plane'])
         colour: _ColourModel = st['colour']
         h, w = cand.shape
@@ -337,9 +436,40 @@ class DepthColorSegmenter:
         jump[:-1, :] |= dzy
         jump[1:, :] |= dzy
         cand &= ~jump
-        r = radius * (1 + st['missing'])
-        gate = cv2.dilate(st['prev'].astype(np.uint8), cv2.getStructuringElement(
-            cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+        prior_gate = prior_range = None
+        if prior is not None:
+            prior = np.asarray(prior)
+            if prior.dtype != bool:              # a depth map of the expected object (inf / 0 off it)
+                with np.errstate(invalid='ignore'):
+                    on = np.isfinite(prior) & (prior > 0)
+                if on.any():
+                    prior_range = (float(prior[on].min()), float(prior[on].max()))
+                prior = on
+            if prior.any():
+                rp = max(2, int(round(self.prior_margin * radius)))
+                prior_gate = cv2.dilate(prior.astype(np.uint8), cv2.getStructuringElement(
+                    cv2.MORPH_ELLIPSE, (2 * rp + 1, 2 * rp + 1))).astype(bool)
+        if prior_gate is not None:
+            gate = prior_gate.copy()
+        else:
+            r = radius * (1 + st['missing'])
+            gate = cv2.dilate(st['prev'].astype(np.uint8), cv2.getStructuringElement(
+                cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+        ref = st.get('prev_pts')
+        if prior_range is not None:
+            # the expected depth range replaces the 3D gate on the previous points
+            m3 = self.motion_3d or 0.0
+            with np.errstate(invalid='ignore'):
+                z = pts[..., 2]
+                gate &= (z > prior_range[0] - m3) & (z < prior_range[1] + m3)
+        elif self.motion_3d and ref is not None and len(ref) >= 3:
+            # 3D motion gate: within motion_3d (per frame) of the object's previous points, so
+            # that what lies far behind or in front of it (the body, the chair) is not taken
+            gi = np.flatnonzero((gate & cand).reshape(-1))
+            if gi.size:
+                dist, _ = cKDTree(ref).query(pts.reshape(-1, 3)[gi],
+                                             distance_upper_bound=self.motion_3d * (1 + st['missing']))
+                gate.reshape(-1)[gi[~np.isfinite(dist)]] = False
         cnt, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
         if cnt <= 1:
             return np.zeros_like(cand)

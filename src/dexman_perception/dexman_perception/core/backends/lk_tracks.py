@@ -16,9 +16,14 @@ Stands in for SpatialTracker. `track(frames, queries, depths, K, masks=None)`:
   NaN (and invisible) where depth is missing.
 
 Tracks come back as PointTracks (T, P, ...) with P >= len(queries).
+
+Online form: `LucasKanadeTracker.stream(K)` -> LkStream, start(rgb, depth, mask) / step(rgb, depth,
+mask) -> LkFrame with the current 2D positions and track ids and the 3D correspondences between
+the previous and the current frame (what Kabsch needs). `track` is built on it (same output).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import cv2
@@ -59,6 +64,130 @@ def _gray(f):
     return f if f.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(f, np.uint8), cv2.COLOR_RGB2GRAY)
 
 
+@dataclasses.dataclass
+class LkFrame:
+    """One frame of an `LkStream`.
+
+    ids, xy: the tracks alive in this frame (their ids and 2D positions, pixels) -- for display;
+    points_3d: their back-projected positions (camera_optical, m; NaN where depth is missing).
+    Correspondences for Kabsch between the previous and this frame (tracks alive in both, with
+    depth in both): pair_ids, prev_points_3d, curr_points_3d (empty on the first frame)."""
+    index: int
+    ids: np.ndarray                 # (M,) int
+    xy: np.ndarray                  # (M, 2)
+    points_3d: np.ndarray           # (M, 3)
+    pair_ids: np.ndarray            # (C,) int
+    prev_points_3d: np.ndarray      # (C, 3)
+    curr_points_3d: np.ndarray      # (C, 3)
+
+
+class LkStream:
+    """Online (frame by frame) pyramidal Lucas-Kanade tracks lifted to 3D (see the module
+    docstring); `LucasKanadeTracker.track` is its batch form. Track ids are assigned in creation
+    order from `first_id` (explicit ids may be given with `add_queries`)."""
+
+    def __init__(self, tracker: 'LucasKanadeTracker', K: np.ndarray | None, first_id: int = 0):
+        self.tracker = tracker
+        self.K = None if K is None else np.asarray(K, np.float64)
+        self._next_id = int(first_id)
+        self._k = -1
+        self._gray = None
+        self._ids = np.zeros(0, np.int64)
+        self._xy = np.zeros((0, 2))
+        self._p3 = np.zeros((0, 3))
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @property
+    def frame_index(self) -> int:
+        return self._k
+
+    def add_queries(self, xy: np.ndarray, ids: Sequence[int] | None = None) -> np.ndarray:
+        """Start tracks at the given positions (x, y) in the NEXT frame passed to start/step.
+        Returns their ids."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        if ids is None:
+            ids = np.arange(self._next_id, self._next_id + len(xy))
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if len(ids) != len(xy):
+            raise ValueError(f'{len(ids)} ids for {len(xy)} queries')
+        if len(ids):
+            self._next_id = max(self._next_id, int(ids.max()) + 1)
+        self._pending.append((ids, xy))
+        return ids
+
+    def start(self, rgb: np.ndarray, depth: np.ndarray | None, mask: np.ndarray | None = None,
+              n_queries: int | None = None) -> LkFrame:
+        """First frame: tracks start on the queries added so far, else on `n_queries` (default:
+        the tracker's reseed_points) points sampled in the mask (corners first, then a grid)."""
+        self._k = -1
+        self._gray = None
+        self._ids = np.zeros(0, np.int64)
+        self._xy = np.zeros((0, 2))
+        self._p3 = np.zeros((0, 3))
+        if not self._pending and mask is not None and np.any(mask):
+            self.add_queries(sample_points(mask, n_queries or self.tracker.reseed_points, gray=_gray(rgb)))
+        return self.step(rgb, depth, mask)
+
+    def step(self, rgb: np.ndarray, depth: np.ndarray | None, mask: np.ndarray | None = None) -> LkFrame:
+        """Next frame: LK (forward-backward) from the previous frame; tracks that fail, leave the
+        image or leave `mask` are dropped; new queries start; re-seeding in the mask when fewer
+        than `min_alive` tracks survive."""
+        tr = self.tracker
+        gray = _gray(rgb)
+        h, w = gray.shape
+        mk = None if mask is None else np.asarray(mask, bool)
+        self._k += 1
+        prev_ids, prev_p3 = self._ids, self._p3
+        if self._k > 0 and len(self._ids):
+            p0 = self._xy.astype(np.float32).reshape(-1, 1, 2)
+            lk = dict(winSize=(tr.win, tr.win), maxLevel=tr.levels,
+                      criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+            p1, st1, _ = cv2.calcOpticalFlowPyrLK(self._gray, gray, p0, None, **lk)
+            pb, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self._gray, p1, None, **lk)
+            fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
+            p1 = p1.reshape(-1, 2).astype(np.float64)
+            ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < tr.fb_threshold)
+            ok &= (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
+            if mk is not None:
+                xi = np.clip(np.round(p1[:, 0]).astype(int), 0, w - 1)
+                yi = np.clip(np.round(p1[:, 1]).astype(int), 0, h - 1)
+                ok &= mk[yi, xi]
+            self._ids, self._xy = self._ids[ok], p1[ok]
+        elif self._k > 0:
+            self._ids, self._xy = self._ids[:0], self._xy[:0]
+        for ids, xy in self._pending:            # queries starting here
+            self._ids = np.concatenate([self._ids, ids])
+            self._xy = np.concatenate([self._xy, xy])
+        self._pending = []
+        if mk is not None and mk.any() and len(self._ids) < tr.min_alive:
+            new = sample_points(mk, tr.reseed_points, gray=gray)
+            ids = np.arange(self._next_id, self._next_id + len(new))
+            self._next_id += len(new)
+            self._ids = np.concatenate([self._ids, ids])
+            self._xy = np.concatenate([self._xy, new.reshape(-1, 2)])
+        self._gray = gray
+        self._p3 = _lift(self._xy, depth, self.K, h, w)
+        # correspondences with the previous frame (tracks alive in both, depth in both)
+        _, ip, ic = np.intersect1d(prev_ids, self._ids, assume_unique=True, return_indices=True)
+        good = np.isfinite(prev_p3[ip]).all(1) & np.isfinite(self._p3[ic]).all(1)
+        ip, ic = ip[good], ic[good]                          # ascending track id
+        return LkFrame(self._k, self._ids.copy(), self._xy.copy(), self._p3.copy(),
+                       self._ids[ic].copy(), prev_p3[ip].copy(), self._p3[ic].copy())
+
+
+def _lift(xy, depth, K, h, w) -> np.ndarray:
+    P3 = np.full((len(xy), 3), np.nan)
+    if depth is None or K is None or not len(xy):
+        return P3
+    d = np.asarray(depth, np.float64)
+    x, y = xy[:, 0], xy[:, 1]
+    z = d[np.clip(np.round(y).astype(int), 0, h - 1), np.clip(np.round(x).astype(int), 0, w - 1)]
+    good = np.isfinite(z) & (z > 0)
+    P3[good] = np.stack([(x[good] - K[0, 2]) * z[good] / K[0, 0],
+                         (y[good] - K[1, 2]) * z[good] / K[1, 1], z[good]], 1)
+    return P3
+
+
 class LucasKanadeTracker:
     def __init__(self, win: int = 15, levels: int = 3, fb_threshold: float = 1.0, min_alive: int = 30,
                  reseed_points: int = 200):
@@ -68,65 +197,34 @@ class LucasKanadeTracker:
         self.min_alive = min_alive
         self.reseed_points = reseed_points
 
+    def stream(self, K: np.ndarray | None, first_id: int = 0) -> LkStream:
+        """An online tracker (start / step per frame) with this tracker's settings."""
+        return LkStream(self, K, first_id)
+
     def track(self, frames: Sequence[np.ndarray], queries: np.ndarray, depths: Sequence[np.ndarray] | None,
               K: np.ndarray, masks: Sequence[np.ndarray | None] | None = None) -> PointTracks:
+        """Batch form of `stream`: queries (frame, x, y) are columns 0..Q-1, re-seeded tracks
+        follow in creation order."""
         n = len(frames)
         q = np.asarray(queries, np.float64).reshape(-1, 3)
-        cols = [(int(round(r[0])), r[1:].copy()) for r in q]      # (start frame, xy)
-        pos = [np.full((n, 2), np.nan) for _ in cols]
-        lk = dict(winSize=(self.win, self.win), maxLevel=self.levels,
-                  criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-        grays = [_gray(f) for f in frames]
-        h, w = grays[0].shape if n else (0, 0)
-        alive = np.zeros(len(cols), bool)
+        start = np.round(q[:, 0]).astype(int)
+        s = self.stream(None if depths is None else K, first_id=len(q))
+        got = []
         for k in range(n):
-            mk = None if masks is None or masks[k] is None else np.asarray(masks[k], bool)
-            if k > 0:
-                idx = np.flatnonzero(alive)
-                if idx.size:
-                    p0 = np.stack([pos[i][k - 1] for i in idx]).astype(np.float32).reshape(-1, 1, 2)
-                    p1, st1, _ = cv2.calcOpticalFlowPyrLK(grays[k - 1], grays[k], p0, None, **lk)
-                    pb, st2, _ = cv2.calcOpticalFlowPyrLK(grays[k], grays[k - 1], p1, None, **lk)
-                    fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
-                    p1 = p1.reshape(-1, 2).astype(np.float64)
-                    ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < self.fb_threshold)
-                    ok &= (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
-                    if mk is not None:
-                        xi = np.clip(np.round(p1[:, 0]).astype(int), 0, w - 1)
-                        yi = np.clip(np.round(p1[:, 1]).astype(int), 0, h - 1)
-                        ok &= mk[yi, xi]
-                    for j, i in enumerate(idx):
-                        if ok[j]:
-                            pos[i][k] = p1[j]
-                        else:
-                            alive[i] = False
-            for i, (s, xy) in enumerate(cols):          # queries starting here
-                if s == k:
-                    pos[i][k] = xy
-                    alive[i] = True
-            if mk is not None and mk.any() and alive.sum() < self.min_alive:
-                new = sample_points(mk, self.reseed_points, gray=grays[k])
-                for xy in new:
-                    cols.append((k, xy))
-                    p = np.full((n, 2), np.nan)
-                    p[k] = xy
-                    pos.append(p)
-                alive = np.concatenate([alive, np.ones(len(new), bool)])
-        P2 = np.stack(pos, 1) if pos else np.zeros((n, 0, 2))
+            sel = np.flatnonzero(start == k)
+            if sel.size:
+                s.add_queries(q[sel, 1:], ids=sel)
+            f = s.step(frames[k], None if depths is None else depths[k],
+                       None if masks is None or masks[k] is None else masks[k])
+            got.append(f)
+        P = max([len(q)] + [int(f.ids.max()) + 1 for f in got if len(f.ids)])
+        P2 = np.full((n, P, 2), np.nan)
+        P3 = None if depths is None else np.full((n, P, 3), np.nan)
+        for k, f in enumerate(got):
+            P2[k, f.ids] = f.xy
+            if P3 is not None:
+                P3[k, f.ids] = f.points_3d
         vis = np.isfinite(P2).all(-1)
-        P3 = None
-        if depths is not None:
-            K = np.asarray(K, np.float64)
-            P3 = np.full(P2.shape[:2] + (3,), np.nan)
-            for k in range(n):
-                v = np.flatnonzero(vis[k])
-                if not v.size:
-                    continue
-                d = np.asarray(depths[k], np.float64)
-                x, y = P2[k, v, 0], P2[k, v, 1]
-                z = d[np.clip(np.round(y).astype(int), 0, h - 1), np.clip(np.round(x).astype(int), 0, w - 1)]
-                good = np.isfinite(z) & (z > 0)
-                P3[k, v[good]] = np.stack([(x[good] - K[0, 2]) * z[good] / K[0, 0],
-                                           (y[good] - K[1, 2]) * z[good] / K[1, 1], z[good]], 1)
+        if P3 is not None:
             vis &= np.isfinite(P3).all(-1)
         return PointTracks(positions_2d=P2, visible=vis, positions_3d=P3)
