@@ -18,7 +18,14 @@ T'_k = T_k · T_0⁻¹ · T*_0 (the object-frame analogue of the paper's first-f
 uses nothing but frame 0's ground-truth pose, as the alignment does).
 
 Frames per second: frames / tracking seconds (registration, LK tracks and the chain; segmentation
-and meshing are reported separately). The LAST line of stdout is one JSON object.
+and meshing are reported separately).
+
+graph (bench/perception_graph.py, skipped with --no-graph): the same case through the whole ROS
+graph (launch/perception.launch.xml, every stage a process): frames per second of the graph, the
+written demonstration's object centroid error and hand keypoint error vs the ground truth.
+hands / relative depth (bench/perception_hands_depth.py, skipped with --no-hands-depth): hand
+keypoint error of the hands stage with depth and RGB-only, and the metric scale error of chunked
+relative depth (B.1 + B.2). The LAST line of stdout is one JSON object.
 """
 from __future__ import annotations
 
@@ -172,6 +179,19 @@ def summarise(cases: list[dict]) -> dict:
     return out
 
 
+def summarise_graph(runs: list[dict]) -> dict:
+    ok = [g for g in runs if g.get('accuracy')]
+    objs = [o for g in ok for o in g['accuracy']['objects'].values()]
+    hands = [h for g in ok for h in g['accuracy']['hands'].values() if h['n']]
+    return {'cases': len(runs), 'demonstrations_written': len(ok),
+            'graph_fps': _mean([g['graph_fps'] for g in runs]),
+            'graph_fps_with_startup': _mean([g['graph_fps_with_startup'] for g in runs]),
+            'object_centroid_error_mean_m': _mean([o['mean_m'] for o in objs]),
+            'object_valid_fraction': _mean([o['valid_fraction'] for o in objs]),
+            'hand_keypoint_error_mean_m': _mean([h['mean_m'] for h in hands]),
+            'table_normal_error_deg': _mean([g['accuracy']['table_normal_error_deg'] for g in ok])}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--quick', action='store_true', help='one small case (< 1 min)')
@@ -179,7 +199,10 @@ def main(argv=None) -> int:
     p.add_argument('--width', type=int, default=320)
     p.add_argument('--height', type=int, default=240)
     p.add_argument('--fps', type=float, default=15.0)
+    p.add_argument('--no-graph', action='store_true', help='skip the whole-graph runs')
+    p.add_argument('--no-hands-depth', action='store_true', help='skip the hands / relative-depth section')
     a = p.parse_args(argv)
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
     from dexman_synthetic.core.generate import GenerateOptions, generate
     tmp = tempfile.TemporaryDirectory(prefix='dexman_bench_perception_')
     root = pathlib.Path(a.suite) if a.suite else pathlib.Path(tmp.name)
@@ -196,14 +219,25 @@ def main(argv=None) -> int:
             generate(GenerateOptions(task, shape, seed, width=width, height=height, fps=fps, depth=True,
                                      duration=duration, case_id=cid), cdir, progress=False)
         r = run_case(cdir, pathlib.Path(tmp.name))
+        if not a.no_graph:
+            from perception_graph import run_graph_case
+            r['graph'] = run_graph_case(cdir, pathlib.Path(tmp.name) / f'graph_{cid}')
+            g = r['graph']
+            print(f"{cid}: graph exit {g['exit_code']}, {g['graph_fps'] or float('nan'):.1f} fps", file=sys.stderr)
         cases.append(r)
         print(f'{cid}: ' + ', '.join(f"{m} ADD-S {t['add_s_auc']:.3f} fail {t['failure_rate']:.3f} "
                                      f"stab {t['stability_mean'] if t['stability_mean'] is not None else float('nan'):.3f} "
                                      f"{t['fps']:.1f} fps"
                                      for o in r['objects'].values() for m, t in o['tracking'].items()),
               file=sys.stderr)
+    summary = summarise(cases)
+    if not a.no_graph:
+        summary['graph'] = summarise_graph([c['graph'] for c in cases])
+    if not a.no_hands_depth:
+        from perception_hands_depth import run as run_hands_depth
+        summary['hands_depth'] = run_hands_depth(quick=a.quick)
     out = {'bench': 'perception', 'quick': a.quick, 'seconds': time.perf_counter() - t0,
-           'summary': summarise(cases), 'cases': cases}
+           'summary': summary, 'cases': cases}
     tmp.cleanup()
     print(json.dumps(out, default=float))
     return 0

@@ -222,7 +222,10 @@ class BagPlayer(Node):
         colour = [t for t in image_topics if 'depth' not in t.split('/')]
         return pubs, colour or image_topics
 
-    def _wait_for_stages(self) -> None:
+    def _wait_for_stages(self, pubs: dict, image_topics: list[str]) -> None:
+        """Wait until `wait_for_stages` stage nodes reported (ready or stopped), then until every
+        image subscriber the graph knows of is matched and no new one appeared for 1 s: a stage
+        that reported ready has its subscriptions, but under load their discovery can lag."""
         n = self.wait_for_stages
         if n <= 0:
             return
@@ -241,11 +244,26 @@ class BagPlayer(Node):
             rclpy.spin_once(self, timeout_sec=0.02)
             self._tick()
         self.destroy_subscription(sub)
+        stable_since, last = time.monotonic(), None
+        while True:
+            counts = tuple(pubs[t].get_subscription_count() for t in image_topics)
+            known = tuple(len(self.get_subscriptions_info_by_topic(t)) for t in image_topics)
+            if counts != last:
+                stable_since, last = time.monotonic(), counts
+            if all(c >= k for c, k in zip(counts, known)) and time.monotonic() - stable_since >= 1.0:
+                break
+            if 0 < self.subscriber_timeout_s <= time.monotonic() - t0:
+                raise PlaybackFailed(f'image subscribers not all matched within {self.subscriber_timeout_s:g} s: '
+                                     f'{counts} matched of {known} known', code=1)
+            if not rclpy.ok():
+                raise KeyboardInterrupt
+            time.sleep(0.05)
+            self._tick()
         if self.settle_s > 0:
             sleep_until(time.monotonic() + self.settle_s, tick=self._tick)
 
     def _wait_for_subscribers(self, pubs: dict, image_topics: list[str]) -> None:
-        self._wait_for_stages()
+        self._wait_for_stages(pubs, image_topics)
         n = self.wait_for_subscribers
         if n <= 0:
             return

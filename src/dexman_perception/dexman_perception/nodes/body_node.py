@@ -21,9 +21,9 @@ import numpy as np
 from dexman_msgs.msg import BodyPose
 
 from ..core.stages import StageFailure
-from .hands_node import CameraStageNode, spin_stage
+from .hands_node import CameraStageNode
+from .stage_node import run_stage
 from .perception_msgs import body_msg
-from .ros_util import run_main
 
 BODY_TOPIC = '/dexman/body'
 
@@ -51,7 +51,7 @@ class BodyNode(CameraStageNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    run_main(lambda: spin_stage(BodyNode), args)
+    run_stage(BodyNode, args)
 
 
 if __name__ == '__main__':

@@ -34,10 +34,10 @@ from sensor_msgs.msg import Image
 
 from ..core.depth_alignment import align_depth_chunks
 from ..core.stages import StageFailure
-from .hands_node import IMAGE_TOPIC, spin_stage
+from .hands_node import IMAGE_TOPIC
 from .perception_msgs import depth_msg, depth_of, header, rgb_of
-from .ros_util import ParamError, declare, run_main
-from .stage_node import Input, StageNode
+from .ros_util import ParamError, declare
+from .stage_node import Input, StageNode, run_stage
 
 BAG_DEPTH_TOPIC = '/camera/depth/image_raw'
 DEPTH_TOPIC = '/dexman/depth/image'
@@ -234,7 +234,7 @@ class DepthNode(StageNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    run_main(lambda: spin_stage(DepthNode), args)
+    run_stage(DepthNode, args)
 
 
 if __name__ == '__main__':

@@ -23,14 +23,13 @@ errors of tens of centimetres at table range). The StageStatus message says whic
 A frame without any hand is valid output (an empty Hands3D) but counted as invalid.
 
 This module also holds `CameraStageNode`, the image + camera_info + optional depth shell that
-the body node shares, and `spin_stage`, the main loop of these nodes.
+the body node shares (main loop: stage_node.run_stage).
 """
 from __future__ import annotations
 
 import inspect
 
 import numpy as np
-import rclpy
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
@@ -39,8 +38,8 @@ from dexman_msgs.msg import Hands3D
 from ..core.stages import StageFailure
 from . import markers
 from .perception_msgs import depth_of, header, hands_msg, rgb_of
-from .ros_util import declare, run_main
-from .stage_node import Input, StageNode
+from .ros_util import declare
+from .stage_node import Input, StageNode, run_stage
 
 IMAGE_TOPIC = '/camera/image_raw'
 DEPTH_TOPIC = '/dexman/depth/image'
@@ -215,26 +214,8 @@ class HandsNode(CameraStageNode):
             self.markers_pub.publish(markers.hand_markers(msg))
 
 
-def spin_stage(make_node) -> int:
-    """Create the node, spin until shutdown, close its backend."""
-    node = make_node()
-    try:
-        rclpy.spin(node)
-    except Exception:  # noqa: BLE001
-        if rclpy.ok():
-            raise
-        # Ctrl-C while rclpy takes a message: the take fails on the context being shut down
-        # ("Unable to convert call argument"), which is the requested shutdown, not an error
-    finally:
-        close = getattr(node, 'close', None)
-        if callable(close):
-            close()
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(lambda: spin_stage(HandsNode), args)
+    run_stage(HandsNode, args)
 
 
 if __name__ == '__main__':

@@ -26,8 +26,8 @@ from ..core.atomic_io import write_bytes_atomic
 from ..core.stages import StageFailure
 from . import perception_msgs as pm
 from .markers import mesh_marker
-from .ros_util import declare, latched_qos, run_main
-from .stage_node import Input, StageNode
+from .ros_util import declare, latched_qos
+from .stage_node import Input, StageNode, run_stage
 
 
 def default_mesh_dir() -> str:
@@ -54,6 +54,7 @@ class MeshNode(StageNode):
         if self.backend is None:
             return
         self.metric = self.backend_name == 'fused_cloud'
+        self.status_every_frame = True     # the tracker waits on our progress until every mesh exists
         self.setup_inputs([
             Input('image', '/camera/image_raw', Image),
             Input('depth', '/dexman/depth/image', Image, producer='depth', required=self.metric),
@@ -63,6 +64,7 @@ class MeshNode(StageNode):
         if 'masks' not in got:
             raise StageFailure('no object masks for this frame')
         masks = {k: v for k, v in pm.masks_of(got['masks']).items() if k.startswith('object_')}
+        self.status_every_frame = not all(k in self.done for k in masks)
         todo = [k for k in masks if k not in self.done and masks[k].sum() >= self.min_mask_pixels]
         if not todo:
             return True
@@ -103,18 +105,8 @@ class MeshNode(StageNode):
             self.get_logger().warning(f'no mesh for {missing}')
 
 
-def _run() -> int:
-    import rclpy
-    node = MeshNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(_run, args)
+    run_stage(MeshNode, args)
 
 
 if __name__ == '__main__':

@@ -42,8 +42,8 @@ from ..core import scene_alignment as sa
 from ..core.backends.cpu_segmentation import backproject, fit_plane_ransac
 from ..core.stages import StageFailure
 from . import perception_msgs as pm
-from .ros_util import FloatList, ParamError, declare, latched_qos, run_main
-from .stage_node import Input, StageNode
+from .ros_util import FloatList, ParamError, declare, latched_qos
+from .stage_node import Input, StageNode, run_stage
 
 SCENE_TOPIC = '/dexman/scene'
 TF_STATIC_TOPIC = '/tf_static'
@@ -298,18 +298,8 @@ class SceneNode(StageNode):
             self._align_or_stop('before the bag ended')
 
 
-def _run() -> int:
-    import rclpy
-    node = SceneNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(_run, args)
+    run_stage(SceneNode, args)
 
 
 if __name__ == '__main__':

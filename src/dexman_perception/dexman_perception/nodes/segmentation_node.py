@@ -33,10 +33,9 @@ from sensor_msgs.msg import Image
 
 from ..core.hand_occlusion import hand_depth_map
 from ..core.object_tracker import project_mask
-from ..core.stages import StageFailure
 from . import perception_msgs as pm
-from .ros_util import FloatList, ParamError, declare, latched_qos, reliable_keep_all_qos, run_main
-from .stage_node import Input, StageNode
+from .ros_util import FloatList, ParamError, declare, latched_qos, reliable_keep_all_qos
+from .stage_node import Input, StageNode, run_stage
 
 HAND_IDS = ('hand_left', 'hand_right')
 
@@ -202,18 +201,8 @@ class SegmentationNode(StageNode):
         self.clip.clear()
 
 
-def _run() -> int:
-    import rclpy
-    node = SegmentationNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(_run, args)
+    run_stage(SegmentationNode, args)
 
 
 if __name__ == '__main__':

@@ -30,6 +30,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+import rclpy
 import yaml
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
@@ -116,10 +117,12 @@ class StageNode(Node):
         self.create_subscription(StageStatus, STATUS_TOPIC, self._on_stage_status, latched_qos(50))
         self.camera_info = None
         self.needs_camera_info = True     # frames wait for the first CameraInfo
+        self.status_every_frame = False   # publish StageStatus after every frame (progress others wait on)
         self._backlog: collections.deque = collections.deque()
         self.create_subscription(CameraInfo, info_topic, self._on_camera_info, self.input_qos)
         self.create_timer(max(0.1, period), self.publish_status)
         self._last_input = time.monotonic()
+        self._last_wait_log = 0.0
         self.create_timer(0.25, self._check_finished)
 
     # ------------------------------------------------------------------------------ set-up
@@ -254,6 +257,8 @@ class StageNode(Node):
                 self._safe_invalid(stamp, got, f'{type(e).__name__}: {e}')
             self.frames_out += 1
             self.frames_invalid += 0 if ok else 1
+            if self.status_every_frame:
+                self.publish_status()
 
     def _bag_finished(self) -> bool:
         return self.playback is not None and self.playback.state == PlaybackStatus.STATE_FINISHED
@@ -290,24 +295,35 @@ class StageNode(Node):
         self._check_finished()
 
     def _inputs_complete(self) -> bool:
+        why = self.waiting_for()
+        if why and self._bag_finished() and time.monotonic() - self._last_wait_log > 10.0:
+            self._last_wait_log = time.monotonic()
+            self.get_logger().info(f'end of bag: still waiting for {why}')
+        return not why
+
+    def waiting_for(self) -> str:
+        """What the end of this stage still waits for ('' when every input is in)."""
         pb = self.playback
         if pb is None or pb.state != PlaybackStatus.STATE_FINISHED or self.sync is None:
-            return False
-        if not all(self.stage_finished(s) for s in self.waits_for):
-            return False
+            return 'the bag player to finish'
+        for s in self.waits_for:
+            if not self.stage_finished(s):
+                return f'the {s} stage to finish'
         for i in self.inputs.values():
             if i.producer == 'bag':
                 if i.name == self.sync.primary and self.counts[i.name] < pb.frames_total:
-                    return False
+                    return f'{i.topic}: {self.counts[i.name]} of {pb.frames_total} images'
                 continue
             st = self.producers.get(i.producer)
             if st is None:
-                return False
+                return f'a status of the {i.producer} stage'
             if st.state == StageStatus.STATE_STOPPED:
                 continue
-            if st.state != StageStatus.STATE_DONE or self.counts[i.name] < st.frames_out:
-                return False
-        return True
+            if st.state != StageStatus.STATE_DONE:
+                return f'the {i.producer} stage to finish'
+            if self.counts[i.name] < st.frames_out:
+                return f'{i.topic}: {self.counts[i.name]} of {st.frames_out} messages'
+        return ''
 
     def _check_finished(self) -> None:
         if self.finished or self.stopped or not self._inputs_complete():
@@ -330,3 +346,27 @@ class StageNode(Node):
             self.get_logger().info(f'{self.stage}: done, {self.frames_out} frames '
                                    f'({self.frames_invalid} invalid)')
             self.publish_status()
+
+
+def spin_stage(make_node) -> int:
+    """Create the node, spin until shutdown, close its backend."""
+    node = make_node()
+    try:
+        rclpy.spin(node)
+    except Exception:  # noqa: BLE001
+        if rclpy.ok():
+            raise
+        # Ctrl-C while rclpy takes a message: the take fails on the context being shut down
+        # ("Unable to convert call argument"), which is the requested shutdown, not an error
+    finally:
+        close = getattr(node, 'close', None)
+        if callable(close):
+            close()
+        node.destroy_node()
+    return 0
+
+
+def run_stage(make_node, args: list[str] | None = None) -> None:
+    """main() of a stage node: rclpy.init, spin `make_node()` until shutdown, exit status."""
+    from .ros_util import run_main
+    run_main(lambda: spin_stage(make_node), args)

@@ -33,8 +33,8 @@ from ..core.object_scale import estimate_object_scale
 from ..core.stages import BackendUnavailable, StageFailure
 from . import perception_msgs as pm
 from .markers import points_marker
-from .ros_util import ParamError, declare, latched_qos, run_main
-from .stage_node import Input, StageNode, parse_options
+from .ros_util import ParamError, declare, latched_qos
+from .stage_node import Input, StageNode, parse_options, run_stage
 
 
 class TrackerNode(StageNode):
@@ -58,6 +58,7 @@ class TrackerNode(StageNode):
         self.scales: dict[str, float] = {}
         self.queue: collections.deque = collections.deque()
         self.object_ids: list[str] | None = None
+        self.frames_tracked = 0            # frames taken from the queue
         self.refiner = self.create_backend()
         if self.refiner is None:
             return
@@ -75,6 +76,11 @@ class TrackerNode(StageNode):
             Input('masks', '/dexman/masks', ObjectMasks, producer='segmentation')])
 
     # ------------------------------------------------------------------------------ meshes
+    def _on_stage_status(self, msg) -> None:
+        super()._on_stage_status(msg)
+        if msg.stage == 'mesh':
+            self._drain()          # the mesh stage moved on: frames may be ready
+
     def _on_mesh(self, msg: ObjectMesh) -> None:
         try:
             self.meshes[msg.id] = (pm.mesh_of(msg), msg)
@@ -84,10 +90,15 @@ class TrackerNode(StageNode):
         self._drain()
 
     def _ready(self) -> bool:
-        """Meshes of every object are here, or the mesh stage has finished (missing = lost)."""
+        """The next queued frame can be tracked: every object has its mesh, or the mesh stage has
+        handled this frame (its StageStatus counts it) without making one (that object is then
+        LOST in this frame), or it has finished."""
         if self.object_ids is None:
             return False
-        return all(o in self.meshes for o in self.object_ids) or self.stage_finished('mesh')
+        if all(o in self.meshes for o in self.object_ids) or self.stage_finished('mesh'):
+            return True
+        st = self.producers.get('mesh')
+        return st is not None and st.frames_out > self.frames_tracked
 
     # ------------------------------------------------------------------------------ frames
     def process(self, stamp, got, missing) -> bool:
@@ -109,6 +120,7 @@ class TrackerNode(StageNode):
             return                 # whole-clip tracks: finish() does the work
         while self.queue and self._ready():
             stamp, hdr, rgb, depth, masks = self.queue.popleft()
+            self.frames_tracked += 1
             self._publish(hdr, {o: self._step(o, rgb, depth, masks.get(o)) for o in self.object_ids})
 
     def _step(self, oid, rgb, depth, mask):
@@ -213,18 +225,8 @@ def _confidence(fp) -> float:
     return 0.0
 
 
-def _run() -> int:
-    import rclpy
-    node = TrackerNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(_run, args)
+    run_stage(TrackerNode, args)
 
 
 if __name__ == '__main__':

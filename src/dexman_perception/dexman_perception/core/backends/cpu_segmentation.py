@@ -212,14 +212,43 @@ def table_plane_near(points_hw3: np.ndarray, mask: np.ndarray, threshold: float 
     P = P[np.isfinite(P).all(1)]
     if len(P) > max_points:
         P = P[np.random.default_rng(seed).choice(len(P), max_points, replace=False)]
-    plane = fit_plane_ransac(P, threshold, seed=seed)
+    obj = pts[m0]
+    obj = obj[np.isfinite(obj).all(1)]
+    plane = _supporting_plane(P, obj, threshold, seed)
     if plane is None:   # fall back to the whole image
         P = pts[::4, ::4].reshape(-1, 3)
         P = P[np.isfinite(P).all(1)]
-        plane = fit_plane_ransac(P, threshold, seed=seed)
+        plane = _supporting_plane(P, obj, threshold, seed)
     if plane is None:
         return None, np.zeros((0, 3))
     return plane, P[np.abs(P @ plane[0] + plane[1]) < threshold]
+
+
+def _supporting_plane(P: np.ndarray, obj: np.ndarray, threshold: float, seed: int, max_planes: int = 3,
+                      max_rest_height: float = 0.3):
+    """The plane the object rests on among the dominant planes of P (sequential RANSAC, up to
+    `max_planes`, each with >= 15 % of the points): the first one whose height under the
+    object's lowest points (10th percentile) is in (-0.02, max_rest_height] m; else the dominant
+    plane. A floor seen around a table (the object ~0.8 m above it) is skipped for the table top."""
+    first = None
+    rest = P
+    for i in range(max_planes):
+        if len(rest) < max(10, 0.15 * len(P)):
+            break
+        plane = fit_plane_ransac(rest, threshold, seed=seed + i)
+        if plane is None:
+            break
+        first = first or plane
+        inl = np.abs(rest @ plane[0] + plane[1]) < threshold
+        if inl.sum() < 0.15 * len(P):
+            break
+        if not len(obj):
+            return plane
+        h = float(np.percentile(obj @ plane[0] + plane[1], 10))
+        if -0.02 < h <= max_rest_height:
+            return plane
+        rest = rest[~inl]
+    return first
 
 
 class DepthColorSegmenter:
