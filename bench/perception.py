@@ -64,20 +64,14 @@ def load_case(case_dir: pathlib.Path):
 
 def hand_depth_maps(gt, frames_idx):
     """Per frame a hand depth map drawn from the ground-truth hand keypoints (stand-in for the
-    hands stage's 3D keypoints)."""
-    from dexman_perception.core.backends.cpu_segmentation import hand_mask_from_keypoints
+    hands stage's 3D keypoints; +inf off the hands)."""
+    from dexman_perception.core.hand_occlusion import hand_depth_map
     Tcw = gt.T_camera_world
     out = []
     for k in frames_idx:
-        m = np.full((gt.height, gt.width), np.inf, np.float32)
-        for h in range(2):
-            if not gt.hand_present[h, k]:
-                continue
-            P = gt.hand_keypoints[h, k] @ Tcw[:3, :3].T + Tcw[:3, 3]
-            uv = P @ gt.K.T
-            uv = uv[:, :2] / uv[:, 2:]
-            m = np.minimum(m, hand_mask_from_keypoints(uv, P[:, 2], gt.K, m.shape, with_depth=True))
-        out.append(m)
+        kp = gt.hand_keypoints[:, k] @ Tcw[:3, :3].T + Tcw[:3, 3]
+        m = hand_depth_map(kp, gt.hand_present[:, k], gt.K, (gt.height, gt.width))
+        out.append(np.full((gt.height, gt.width), np.inf, np.float32) if m is None else m)
     return out
 
 

@@ -2,9 +2,6 @@
 on a tiny synthetic RGB-D case with exact ground truth (320x240, 10 fps, 1.5 s; at 160x120 the can covers ~90 px, too few for depth segmentation)."""
 from __future__ import annotations
 
-import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -12,39 +9,15 @@ import pytest
 from dexman_perception.core import object_tracker as ot
 from dexman_perception.core import pose_metrics as pm
 from dexman_perception.core.backends import registry
-from dexman_perception.core.backends.cpu_segmentation import hand_mask_from_keypoints
 from dexman_perception.core.backends.lk_tracks import sample_queries
 from dexman_perception.core.stages import PointTracker, PoseRefiner, Segmenter
+
+from tracking_case import tracking_case
 
 
 @pytest.fixture(scope='module')
 def case():
-    from dexman_synthetic.core import ground_truth as gtio
-    from dexman_synthetic.core.bag_reader import image_array, read_topics
-    from dexman_synthetic.core.generate import GenerateOptions, generate
-    root = pathlib.Path(tempfile.mkdtemp(prefix='dexman_cpu_tracking_'))
-    try:
-        generate(GenerateOptions('pick_place', 'cylinder', 0, width=320, height=240, fps=10.0,
-                                 duration=1.5, depth=True, case_id='cpu_track'), root / 'c', progress=False)
-        gt = gtio.load(root / 'c')
-        rgb = [image_array(m).copy() for _, _, m in read_topics(root / 'c' / 'bag', ['/camera/image_raw'])]
-        dep = [image_array(m).copy() for _, _, m in read_topics(root / 'c' / 'bag', ['/camera/depth/image_raw'])]
-        _, labels = gt.load_scene()
-        Tcw = gt.T_camera_world
-        hands = []
-        for k in range(gt.n_frames):
-            m = np.full((gt.height, gt.width), np.inf, np.float32)
-            for h in range(2):
-                if gt.hand_present[h, k]:
-                    P = gt.hand_keypoints[h, k] @ Tcw[:3, :3].T + Tcw[:3, 3]
-                    uv = P @ gt.K.T
-                    m = np.minimum(m, hand_mask_from_keypoints(uv[:, :2] / uv[:, 2:], P[:, 2], gt.K,
-                                                               m.shape, with_depth=True))
-            hands.append(m)
-        yield dict(gt=gt, rgb=rgb, dep=dep, labels=labels, hands=hands,
-                   T=gt.object_poses_in_camera()[0], mesh=gt.load_mesh('object_0'))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    yield from tracking_case('cpu_track')
 
 
 @pytest.fixture(scope='module')

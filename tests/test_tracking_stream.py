@@ -4,9 +4,6 @@ checked on a tiny synthetic RGB-D clip (320x240, 10 fps, 1.5 s: 15 frames; the c
 moved between frames 6 and 10)."""
 from __future__ import annotations
 
-import pathlib
-import shutil
-import tempfile
 
 import cv2
 import numpy as np
@@ -15,38 +12,15 @@ import pytest
 from dexman_perception.core import object_tracker as ot
 from dexman_perception.core.backends import registry
 from dexman_perception.core.backends.cpu_segmentation import (DepthColorSegmenter, backproject,
-                                                              hand_mask_from_keypoints, table_plane_near)
+                                                              table_plane_near)
 from dexman_perception.core.backends.lk_tracks import LkFrame, LucasKanadeTracker, sample_queries
+
+from tracking_case import tracking_case
 
 
 @pytest.fixture(scope='module')
 def case():
-    from dexman_synthetic.core import ground_truth as gtio
-    from dexman_synthetic.core.bag_reader import image_array, read_topics
-    from dexman_synthetic.core.generate import GenerateOptions, generate
-    root = pathlib.Path(tempfile.mkdtemp(prefix='dexman_tracking_stream_'))
-    try:
-        generate(GenerateOptions('pick_place', 'cylinder', 0, width=320, height=240, fps=10.0,
-                                 duration=1.5, depth=True, case_id='stream'), root / 'c', progress=False)
-        gt = gtio.load(root / 'c')
-        rgb = [image_array(m).copy() for _, _, m in read_topics(root / 'c' / 'bag', ['/camera/image_raw'])]
-        dep = [image_array(m).copy() for _, _, m in read_topics(root / 'c' / 'bag', ['/camera/depth/image_raw'])]
-        _, labels = gt.load_scene()
-        Tcw = gt.T_camera_world
-        hands = []
-        for k in range(gt.n_frames):
-            m = np.full((gt.height, gt.width), np.inf, np.float32)
-            for h in range(2):
-                if gt.hand_present[h, k]:
-                    P = gt.hand_keypoints[h, k] @ Tcw[:3, :3].T + Tcw[:3, 3]
-                    uv = P @ gt.K.T
-                    m = np.minimum(m, hand_mask_from_keypoints(uv[:, :2] / uv[:, 2:], P[:, 2], gt.K,
-                                                               m.shape, with_depth=True))
-            hands.append(m)
-        yield dict(gt=gt, rgb=rgb, dep=dep, labels=labels, hands=hands,
-                   T=gt.object_poses_in_camera()[0], gt_mesh=gt.load_mesh('object_0'))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    yield from tracking_case('stream')
 
 
 @pytest.fixture(scope='module')
@@ -122,8 +96,8 @@ def test_segmenter_prior_reacquires_a_moved_object(case, seg_batch):
     lost = plain.step(case['rgb'][k], case['dep'][k], hand=case['hands'][k])['o']
     seg = DepthColorSegmenter()
     seg.start(case['rgb'][0], case['dep'][0], {'o': case['labels'][0] == 1}, K=K)
-    prior = ot.project_mask(case['gt_mesh'], case['T'][k], K, shape, with_depth=True)
-    sil = ot.project_mask(case['gt_mesh'], case['T'][k], K, shape)
+    prior = ot.project_mask(case['mesh'], case['T'][k], K, shape, with_depth=True)
+    sil = ot.project_mask(case['mesh'], case['T'][k], K, shape)
     assert np.array_equal(sil, np.isfinite(prior)) and _iou(sil, truth) > 0.5
     assert np.nanmin(np.where(sil, prior, np.nan)) > 1.0            # the can is ~1.5 m away
     got = seg.step(case['rgb'][k], case['dep'][k], hand=case['hands'][k], priors={'o': prior})['o']
