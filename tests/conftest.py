@@ -9,7 +9,9 @@ SHARED = ROOT.parent / 'shared'
 
 # A distinct ROS domain per pytest process, so parallel runs (a developer and CI, two shells)
 # never see each other's nodes. Discovery stays on loopback (env.sh sets the range and profile).
-os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+# env.sh exports ROS_DOMAIN_ID (0 by default), so the domain is always chosen here; set
+# DEXMAN_TEST_ROS_DOMAIN_ID to pin it.
+os.environ['ROS_DOMAIN_ID'] = os.environ.get('DEXMAN_TEST_ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_LOG_DIR', str(ROOT / 'log' / 'ros-tests'))
 

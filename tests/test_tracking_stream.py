@@ -225,3 +225,35 @@ def test_stream_status_when_the_object_vanishes(case, seg_batch, mesh):
     assert np.allclose(gone.T_camera_object, f1.T_camera_object)
     back = s.step(case['rgb'][3], case['dep'][3], masks[3])
     assert back.valid and back.status == 'tracking'
+
+
+class _JumpingRefiner:
+    """Registers at the identity, then refines to a pose `jump` metres away along x."""
+
+    def __init__(self, jump):
+        self.jump = jump
+
+    def register(self, rgb, depth, mask, mesh, K):
+        from dexman_perception.core.stages import PoseEstimate
+        return PoseEstimate(np.eye(4), 1.0)
+
+    def refine(self, rgb, depth, mask, mesh, K, T_init):
+        from dexman_perception.core.stages import PoseEstimate
+        T = np.array(T_init, float)
+        T[0, 3] += self.jump
+        return PoseEstimate(T, 1.0)
+
+
+@pytest.mark.parametrize('jump, dt, valid', [(0.05, 1 / 15, True),     # 0.75 m/s: plausible
+                                             (0.30, 1 / 15, False),    # 4.5 m/s: rejected
+                                             (0.30, None, True)])      # no frame interval: no check
+def test_pose_stream_rejects_implausible_jumps(jump, dt, valid):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    mask = np.ones((4, 4), bool)
+    st = ot.ObjectPoseStream(refiner=_JumpingRefiner(jump), mode='refiner')
+    st.start(rgb, None, mask, None, np.eye(3))
+    f = st.step(rgb, None, mask, dt=dt)
+    assert f.valid is valid
+    if not valid:
+        assert f.status == 'lost' and 'implausible jump of 0.30 m' in f.reason
+        assert np.array_equal(f.T_camera_object, np.eye(4))        # the last valid pose is kept

@@ -149,13 +149,15 @@ class ObjectPoseStream:
     `stream(K)` (default: the registry's); mode: 'fused' | 'refiner' | 'tracks' (see the module
     docstring); n_queries: tracks sampled in the first mask; ransac_threshold (m) and min_tracks:
     of the track step (rigid_transform.propagate_pose_from_tracks); track_sigma (m),
-    track_sigma_rmse, lost_sigma (m), gate_chi2: of the fusion (module docstring). `Sigma` is the
+    track_sigma_rmse, lost_sigma (m), gate_chi2: of the fusion (module docstring); max_speed (m/s),
+    max_gap_s: the plausibility check of `_out` (only with step(..., dt)). `Sigma` is the
     current 6x6 pose covariance (object-frame twist (ω, u)), fused mode."""
 
     def __init__(self, refiner=None, tracker=None, mode: str = 'fused', n_queries: int = 200,
                  ransac_threshold: float = 0.01, min_tracks: int = 6, *, track_sigma: float = 0.0003,
                  track_sigma_rmse: float = 2.0, lost_sigma: float = 0.03, gate_chi2: float = 22.5,
-                 min_coverage: float = 0.4, _tracks=None):
+                 min_coverage: float = 0.4, max_speed: float | None = 1.0, max_gap_s: float = 0.25,
+                 _tracks=None):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         self.track_sigma = track_sigma
@@ -163,6 +165,11 @@ class ObjectPoseStream:
         self.lost_sigma = lost_sigma
         self.gate_chi2 = gate_chi2
         self.min_coverage = min_coverage
+        self.max_speed = max_speed
+        self.max_gap_s = max_gap_s
+        self._t = 0.0                                               # seconds since start (from step dt)
+        self._dt_known = False
+        self._last_valid: tuple[float, np.ndarray] | None = None   # (time, position) of the last valid pose
         self.last_coverage = float('nan')
         self.last_nis = float('nan')          # fused: normalised innovation squared of the last fusion
         from .backends import registry
@@ -190,6 +197,8 @@ class ObjectPoseStream:
         self.mesh = mesh
         self.K = np.asarray(K, np.float64)
         self.k = 0
+        self._t = 0.0
+        self._last_valid = None
         score, valid, reason = float('nan'), True, ''
         if T0 is None:
             if _empty(mask):
@@ -219,10 +228,13 @@ class ObjectPoseStream:
         self._p3 = p3
         return self._out(self.T, valid, reason, score, 'tracking' if valid else 'lost', xy, ids, None)
 
-    def step(self, rgb, depth, mask) -> FramePose:
+    def step(self, rgb, depth, mask, dt: float | None = None) -> FramePose:
+        """Next frame; dt: seconds since the previous frame (enables the max_speed check)."""
         if self.T is None:
             raise RuntimeError('ObjectPoseStream.step() before start()')
         self.k += 1
+        self._dt_known = dt is not None and dt > 0
+        self._t += dt if self._dt_known else 0.0
         return self._advance(rgb, depth, mask)
 
     # ------------------------------------------------------------------------------------ chain
@@ -309,6 +321,19 @@ class ObjectPoseStream:
         T = np.asarray(T, np.float64)
         if not np.all(np.isfinite(T)):
             valid, reason = False, reason or 'non-finite pose'
+        if valid and self.max_speed is not None and self._dt_known and self._last_valid is not None:
+            # plausibility (only when step() is given the frame interval): a held object moves at
+            # most max_speed (m/s); a pose farther from the last valid one -- refined onto a mask
+            # that latched onto something else -- is rejected. The allowance grows with the time
+            # since that pose up to max_gap_s: an object that moved farther while lost is not
+            # re-acquired rather than re-acquired onto something else. 2 cm for pose noise.
+            t0, p0 = self._last_valid
+            jump = float(np.linalg.norm(T[:3, 3] - p0))
+            if jump > self.max_speed * min(self._t - t0, self.max_gap_s) + 0.02:
+                reason = f'implausible jump of {jump:.2f} m in {self._t - t0:.2f} s'
+                valid, status, T = False, 'lost', self.T if self.T is not None else T
+        if valid:
+            self._last_valid = (self._t, T[:3, 3].copy())
         self.T = T.copy()
         return FramePose(T.copy(), bool(valid), reason, score, status, np.asarray(xy).reshape(-1, 2),
                          np.asarray(ids).reshape(-1), step, np.asarray(self._p3).reshape(-1, 3))

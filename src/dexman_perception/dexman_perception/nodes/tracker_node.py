@@ -55,6 +55,7 @@ class TrackerNode(StageNode):
         self.marker_pub = self.create_publisher(MarkerArray, '/dexman/markers/tracks', 10)
         self.meshes: dict[str, tuple[object, ObjectMesh]] = {}
         self.streams: dict[str, object] = {}
+        self.last_stamp: dict[str, int] = {}
         self.scales: dict[str, float] = {}
         self.queue: collections.deque = collections.deque()
         self.object_ids: list[str] | None = None
@@ -121,9 +122,9 @@ class TrackerNode(StageNode):
         while self.queue and self._ready():
             stamp, hdr, rgb, depth, masks = self.queue.popleft()
             self.frames_tracked += 1
-            self._publish(hdr, {o: self._step(o, rgb, depth, masks.get(o)) for o in self.object_ids})
+            self._publish(hdr, {o: self._step(o, stamp, rgb, depth, masks.get(o)) for o in self.object_ids})
 
-    def _step(self, oid, rgb, depth, mask):
+    def _step(self, oid, stamp, rgb, depth, mask):
         """(status, T, confidence, track points 3D) of one object in one frame."""
         if oid not in self.meshes:
             return 'lost', np.eye(4), 0.0, None
@@ -144,7 +145,8 @@ class TrackerNode(StageNode):
             fp = st.start(rgb, depth, mask, mesh, K, T0=T0)
             self.streams[oid] = st
         else:
-            fp = st.step(rgb, depth, mask)
+            fp = st.step(rgb, depth, mask, dt=(stamp - self.last_stamp[oid]) * 1e-9)
+        self.last_stamp[oid] = stamp
         return fp.status, fp.T_camera_object, _confidence(fp), fp.points_3d
 
     def _publish(self, hdr, results: dict, count: bool = True) -> None:
