@@ -20,7 +20,8 @@ nothing: the bag player with rate:=0 waits for the slowest stage) or best_effort
 live cameras). Outputs: reliable, keep-all.
 
 Parameters common to all stages: backend, backend_options (key=value strings, YAML-typed values,
-passed to the backend constructor), input_reliability, status_period_s.
+passed to the backend constructor), input_reliability, status_period_s, camera_info_topic (K from
+the latest CameraInfo; frames wait for the first one).
 """
 from __future__ import annotations
 
