@@ -13,6 +13,7 @@ from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlu
 
 from dexman_perception.core.bag_reader import BagReader, make_typestore
 from dexman_perception.core.image_codec import numpy_to_image
+from ros_args import param_args, ros2
 
 pytestmark = pytest.mark.ros
 
@@ -65,21 +66,9 @@ def _expected(bag, start_index=0):
         return out[start_index:]
 
 
-def _ros2():
-    exe = shutil.which('ros2')
-    if exe is None:
-        pytest.skip('ros2 (scripts/ros2cli) is not on PATH: source env.sh first')
-    return exe
-
-
 def _start(executable, params):
-    cmd = [_ros2(), 'run', 'dexman_perception', executable, '--ros-args']
-    for k, v in params.items():
-        if isinstance(v, bool):
-            v = 'true' if v else 'false'
-        elif isinstance(v, list):
-            v = '[' + ','.join(f"'{x}'" for x in v) + ']'
-        cmd += ['-p', f'{k}:={v}']
+    cmd = [ros2(), 'run', 'dexman_perception', executable, '--ros-args']
+    cmd += param_args(params)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, RCUTILS_COLORIZED_OUTPUT='0'))
 

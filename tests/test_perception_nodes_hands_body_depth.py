@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from dexman_perception.core import image_codec
+from ros_args import param_args
 
 pytestmark = pytest.mark.ros
 
@@ -285,12 +286,7 @@ def _env(domain):
 
 def _start(module, params, domain, log):
     cmd = [sys.executable, '-m', f'dexman_perception.nodes.{module}', '--ros-args']
-    for k, v in params.items():
-        if isinstance(v, bool):
-            v = 'true' if v else 'false'
-        elif isinstance(v, list):
-            v = '[' + ','.join(f"'{x}'" for x in v) + ']'
-        cmd += ['-p', f'{k}:={v}']
+    cmd += param_args(params)
     return subprocess.Popen(cmd, stdout=open(log, 'w'), stderr=subprocess.STDOUT, env=_env(domain))
 
 

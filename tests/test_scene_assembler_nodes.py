@@ -5,7 +5,6 @@ the gaps marked invalid and world poses consistent with the published transform;
 stages give a report that says why and exit status 3."""
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -19,6 +18,7 @@ from dexman_perception.nodes import scene_node as sn
 from dexman_synthetic.core.ground_truth import load
 
 from synth_cases import case
+from ros_args import param_args, ros2
 
 ROBOT_PELVIS = (0.0, 0.0, 0.793)
 LOST_FRAME, NO_HAND_FRAME, NO_HANDS_MSG_FRAME = 5, 2, 7
@@ -29,21 +29,9 @@ def gt():
     return load(case('pick_cyl'))
 
 
-def _ros2():
-    exe = shutil.which('ros2')
-    if exe is None:
-        pytest.skip('ros2 (scripts/ros2cli) is not on PATH: source env.sh first')
-    return exe
-
-
 def _start(executable, params):
-    cmd = [_ros2(), 'run', 'dexman_perception', executable, '--ros-args']
-    for k, v in params.items():
-        if isinstance(v, bool):
-            v = 'true' if v else 'false'
-        elif isinstance(v, (list, tuple)):
-            v = '[' + ','.join(repr(x) for x in v) + ']'
-        cmd += ['-p', f'{k}:={v}']
+    cmd = [ros2(), 'run', 'dexman_perception', executable, '--ros-args']
+    cmd += param_args(params)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, RCUTILS_COLORIZED_OUTPUT='0'))
 
@@ -161,7 +149,7 @@ def fake():
 
 def _publish_frames(fake, gt, *, body_valid=lambda f: f > 0, depth_and_masks=True, objects=True):
     from sensor_msgs.msg import CameraInfo
-    from dexman_msgs.msg import BodyPose, Hands3D, TrackedObjectArray
+    from dexman_msgs.msg import TrackedObjectArray
     from dexman_perception.nodes import perception_msgs as pm
     depth, labels = gt.load_scene()
     published = {'hands': 0, 'objects': 0}

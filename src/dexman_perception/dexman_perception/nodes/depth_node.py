@@ -26,7 +26,6 @@ Backends (the `backend` parameter):
 """
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import numpy as np
@@ -44,7 +43,6 @@ DEPTH_TOPIC = '/dexman/depth/image'
 BACKENDS = ['topic', 'vggt']
 DEPTH_ENCODINGS = ('32FC1', '64FC1', '16UC1', 'MONO16')
 DEFAULT_FRAME = 'camera_optical'
-END_GRACE_S = 1.0           # topic: longest wait for depth images still in flight at the end
 
 
 # ------------------------------------------------------------------------------ pure helpers
@@ -114,8 +112,6 @@ class DepthNode(StageNode):
         self.pub = self.create_publisher(Image, DEPTH_TOPIC, self.output_qos())
         self.backend = None
         self._buffer: list[tuple] = []          # vggt: (header, rgb or None, (h, w))
-        self._tail_since: float | None = None
-        self._tail_timer = None
         inputs = [Input('image', self.image_topic, Image, 'bag')]
         if self.backend_name == 'topic':
             if self.backend_options:
@@ -136,22 +132,6 @@ class DepthNode(StageNode):
         self._buffer.clear()
 
     # ------------------------------------------------------------------ end of bag, RGB-only
-    def _inputs_complete(self) -> bool:
-        """StageNode's rule (FINISHED, every image in) plus: the depth images still in flight.
-        The player publishes a frame's depth after its image, and the executor may hand this node
-        the FINISHED status before the last depth image; wait for as many depth images as images,
-        at most END_GRACE_S (a bag may hold fewer depth images than images)."""
-        if not super()._inputs_complete():
-            return False
-        n_img, n_depth = self.counts.get('image', 0), self.counts.get('depth', 0)
-        if self.backend_name != 'topic' or n_depth == 0 or n_depth >= n_img:
-            return True
-        now = time.monotonic()
-        if self._tail_since is None:
-            self._tail_since = now
-            self._tail_timer = self.create_timer(0.05, self._check_finished)
-        return now - self._tail_since >= END_GRACE_S
-
     def _input_cb(self, name):
         cb = super()._input_cb(name)
         if self.backend_name != 'topic' or name != 'image':
@@ -197,9 +177,6 @@ class DepthNode(StageNode):
         self.pub.publish(depth_msg(np.full(shape, np.nan, np.float32), hdr))
 
     def finish(self) -> None:
-        if self._tail_timer is not None:
-            self.destroy_timer(self._tail_timer)
-            self._tail_timer = None
         if self.backend_name == 'topic':
             if self.counts.get('depth', 0) == 0 and self.counts.get('image', 0) > 0:
                 raise StageFailure(no_depth_message(self.depth_topic, self.counts['image']))

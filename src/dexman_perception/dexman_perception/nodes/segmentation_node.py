@@ -32,6 +32,7 @@ from dexman_msgs.msg import Hands3D, ObjectMasks, ObjectMesh, TrackedObject, Tra
 from sensor_msgs.msg import Image
 
 from ..core.hand_occlusion import hand_depth_map
+from ..core.object_scale import scale_mesh
 from ..core.object_tracker import project_mask
 from . import perception_msgs as pm
 from .ros_util import FloatList, ParamError, declare, latched_qos, reliable_keep_all_qos
@@ -65,6 +66,7 @@ class SegmentationNode(StageNode):
         self.prev_stamp: int | None = None
         self.poses: dict[int, dict[str, tuple[np.ndarray, float]]] = {}     # stamp -> id -> (T, scale)
         self.meshes: dict[str, object] = {}
+        self._scaled: dict[tuple[str, float], object] = {}
         self.waiting_since: float | None = None
         self.seg = None
         self.started = False
@@ -128,8 +130,17 @@ class SegmentationNode(StageNode):
     def _on_mesh(self, msg: ObjectMesh) -> None:
         try:
             self.meshes[msg.id] = pm.mesh_of(msg)
+            self._scaled = {k: v for k, v in self._scaled.items() if k[0] != msg.id}
         except ValueError as e:
             self.get_logger().error(f'bad mesh for {msg.id}: {e}')
+
+    def _mesh_at_scale(self, oid: str, scale: float):
+        """The object's mesh at the tracker's scale (TrackedObject.scale), scaled once."""
+        key = (oid, scale)
+        if key not in self._scaled:
+            m = self.meshes[oid]
+            self._scaled[key] = m if scale == 1.0 else scale_mesh(m, scale)
+        return self._scaled[key]
 
     def _feedback_for(self, stamp_prev: int | None):
         """(ready, priors) for the frame after `stamp_prev`."""
@@ -161,7 +172,7 @@ class SegmentationNode(StageNode):
                 continue
             priors = None
             if poses:
-                priors = {oid: project_mask(self.meshes[oid].copy().apply_scale(sc) if sc != 1.0 else self.meshes[oid],
+                priors = {oid: project_mask(self._mesh_at_scale(oid, sc),
                                             T, K, rgb.shape[:2], with_depth=True)
                           for oid, (T, sc) in poses.items() if oid in self.meshes}
             hand = self._combined(hands)

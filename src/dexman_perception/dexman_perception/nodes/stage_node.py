@@ -45,7 +45,7 @@ from .perception_msgs import K_of, stamp_ns
 from .ros_util import ParamError, declare, latched_qos, reliable_keep_all_qos, sensor_qos
 
 STATUS_TOPIC = '/dexman/perception/status'
-FLUSH_GRACE_S = 0.5
+FLUSH_GRACE_S = 1.0   # s: longest wait for bag messages still in flight at the end
 PLAYBACK_TOPIC = '/dexman/playback/status'
 
 
@@ -310,10 +310,17 @@ class StageNode(Node):
         for s in self.waits_for:
             if not self.stage_finished(s):
                 return f'the {s} stage to finish'
+        n_primary = self.counts[self.sync.primary]
         for i in self.inputs.values():
             if i.producer == 'bag':
                 if i.name == self.sync.primary and self.counts[i.name] < pb.frames_total:
                     return f'{i.topic}: {self.counts[i.name]} of {pb.frames_total} images'
+                # another bag topic (depth) has no known count: the player publishes it right after
+                # each image, and FINISHED may overtake the last ones; wait for as many as images,
+                # at most FLUSH_GRACE_S after the last input (a bag may hold fewer)
+                if (i.name != self.sync.primary and 0 < self.counts[i.name] < n_primary
+                        and time.monotonic() - self._last_input < FLUSH_GRACE_S):
+                    return f'{i.topic}: {self.counts[i.name]} of {n_primary} messages in flight'
                 continue
             st = self.producers.get(i.producer)
             if st is None:
@@ -328,10 +335,6 @@ class StageNode(Node):
 
     def _check_finished(self) -> None:
         if self.finished or self.stopped or not self._inputs_complete():
-            return
-        # a bag input without a known count (e.g. depth) may still be in flight behind FINISHED:
-        # flush only after FLUSH_GRACE_S without input
-        if self.sync.pending and time.monotonic() - self._last_input < FLUSH_GRACE_S:
             return
         self._run(self.sync.flush())
         if self._backlog or self.busy():

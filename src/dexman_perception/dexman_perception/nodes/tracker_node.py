@@ -29,7 +29,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ..core import object_tracker as ot
 from ..core.backends import registry
-from ..core.object_scale import estimate_object_scale
+from ..core.object_scale import estimate_object_scale, scale_mesh
 from ..core.stages import BackendUnavailable, StageFailure
 from . import perception_msgs as pm
 from .markers import points_marker
@@ -137,7 +137,7 @@ class TrackerNode(StageNode):
             T0 = None
             if not msg.metric:
                 res = estimate_object_scale(self.refiner, rgb, depth, mask, mesh, K)
-                mesh = mesh.copy().apply_scale(res.scale)
+                mesh = scale_mesh(mesh, res.scale)
                 self.meshes[oid] = (mesh, msg)
                 self.scales[oid], T0 = res.scale, res.T_camera_object
                 self.get_logger().info(f'{oid}: scale {res.scale:.3f} (best of {len(res.table)} candidates)')
