@@ -76,7 +76,7 @@ def hand_depth_maps(gt, frames_idx):
 
 
 def run_case(case_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
-    from dexman_perception import score_poses_cli
+    from dexman_synthetic import score_poses_cli
     from dexman_perception.core import object_tracker as ot
     from dexman_perception.core import pose_trajectory as ptio
     from dexman_perception.core.backends import registry

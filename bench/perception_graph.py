@@ -38,8 +38,8 @@ def _processing_seconds(log: str) -> float | None:
 
 
 def run_graph_case(case_dir: pathlib.Path, out_dir: pathlib.Path, timeout: float = 900) -> dict:
-    from dexman_perception.core import demonstration
-    from dexman_perception.core.demo_scoring import object_error_vs_ground_truth
+    from dexman_common.artefacts import demonstration
+    from dexman_synthetic.core.demo_scoring import object_error_vs_ground_truth
     from dexman_synthetic.core import ground_truth as gtio
     gt = gtio.load(case_dir)
     labels = json.dumps([o.label for o in gt.objects])

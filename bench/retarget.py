@@ -119,9 +119,9 @@ def main(argv=None) -> int:
     from dexman_retarget.core import finger_mlp as fm
     from dexman_retarget.core import hand_keypoints as hk
     from dexman_retarget.core import retarget_pipeline as rp
-    from dexman_retarget.core import robot_model as rm
+    from dexman_description import robot_model as rm
     from dexman_retarget.core import stable_placement as sp
-    from dexman_retarget.core.demo_alignment import demonstration_from_ground_truth
+    from dexman_synthetic.core.demo_alignment import demonstration_from_ground_truth
     from dexman_synthetic.core import ground_truth as gtm
 
     if args.cache is None:

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from dexman_perception.core import pose_metrics as pm
+from dexman_synthetic.core import pose_metrics as pm
 from dexman_perception.core import pose_trajectory as ptio
 from dexman_synthetic.core import ground_truth as gtio
 from dexman_synthetic.core.generate import GenerateOptions, generate
@@ -44,7 +44,7 @@ def score(case_dir: pathlib.Path, poses: np.ndarray, method: str, work: pathlib.
                                poses=poses, valid=np.ones(poses.shape[:2], bool), frame='world',
                                method=method)
     path = ptio.save(pred, work / f'{case_dir.name}_{method}.npz')
-    out = subprocess.run([sys.executable, '-m', 'dexman_perception.score_poses_cli', '--ground-truth',
+    out = subprocess.run([sys.executable, '-m', 'dexman_synthetic.score_poses_cli', '--ground-truth',
                           str(case_dir), '--prediction', str(path)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f'score_poses failed on {case_dir.name}: {out.stderr.strip()}')

@@ -31,8 +31,8 @@ ros2 run dexman_retarget retarget "$OUT/perception/demonstrations/pick_pour_mug_
   | tee "$OUT/retarget.json"
 python - "$OUT" "$CASE" <<'PY'
 import json, pathlib, sys
-from dexman_perception.core import demonstration
-from dexman_perception.core.demo_scoring import object_error_vs_ground_truth
+from dexman_common.artefacts import demonstration
+from dexman_synthetic.core.demo_scoring import object_error_vs_ground_truth
 out, case = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 report = json.loads((out / 'perception_report.json').read_text())
 demo = demonstration.load(out / 'perception' / 'demonstrations' / 'pick_pour_mug_s3')

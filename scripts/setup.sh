@@ -97,9 +97,9 @@ set +u; . "$ROOT/install/setup.bash"; set -u
 python -m dexman_perception.core.backends.mediapipe_models --fetch >>"$ROOT/log/setup-models.log" 2>&1 \
   || { tail -20 "$ROOT/log/setup-models.log" >&2; die "building the MediaPipe model bundles failed"; }
 ROBOT_DIR="$ROOT/artifacts/robot_model"
-if [ ! -f "$ROBOT_DIR/manifest.json" ] || [ -n "$(find "$ROOT/src/dexman_retarget/dexman_retarget/core/robot_model" \
+if [ ! -f "$ROBOT_DIR/manifest.json" ] || [ -n "$(find "$ROOT/src/dexman_description/dexman_description/robot_model" \
       "$PIP_STAMP" -newer "$ROBOT_DIR/manifest.json" -print -quit)" ]; then
-  python -m dexman_retarget.build_robot_cli --out "$ROBOT_DIR" >>"$ROOT/log/setup-models.log" 2>&1 \
+  python -m dexman_description.build_robot_cli --out "$ROBOT_DIR" >>"$ROOT/log/setup-models.log" 2>&1 \
     || { tail -20 "$ROOT/log/setup-models.log" >&2; die "assembling the robot model failed"; }
   log "robot model built in artifacts/robot_model"
 fi

@@ -11,8 +11,8 @@ import pytest
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 
-from dexman_perception.core.bag_reader import BagReader, make_typestore
-from dexman_perception.core.image_codec import numpy_to_image
+from dexman_common.bag_reader import BagReader, make_typestore
+from dexman_common.image_codec import numpy_to_image
 from ros_args import param_args, ros2
 
 pytestmark = pytest.mark.ros

@@ -6,9 +6,9 @@ import pytest
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 
-from dexman_perception.core.bag_reader import (BagError, BagReader, header_stamp_from_cdr,
+from dexman_common.bag_reader import (BagError, BagReader, header_stamp_from_cdr,
                                                 list_topics, make_typestore)
-from dexman_perception.core.image_codec import image_to_numpy, numpy_to_image
+from dexman_common.image_codec import image_to_numpy, numpy_to_image
 
 TS = make_typestore()
 T = TS.types

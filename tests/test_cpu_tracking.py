@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dexman_perception.core import object_tracker as ot
-from dexman_perception.core import pose_metrics as pm
+from dexman_synthetic.core import pose_metrics as pm
 from dexman_perception.core.backends import registry
 from dexman_perception.core.backends.lk_tracks import sample_queries
 from dexman_perception.core.stages import PointTracker, PoseRefiner, Segmenter

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from dexman_perception.core import demonstration as dm
+from dexman_common.artefacts import demonstration as dm
 from dexman_perception.core.demo_assembly import (STATUS_LOST, STATUS_PREDICTED, STATUS_TRACKING,
                                                   DemoAssembly, ObjectObservation, fps_from_stamps,
                                                   stage_entry, tracked_pose_valid)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from dexman_perception.core import demonstration as dm
+from dexman_common.artefacts import demonstration as dm
 from dexman_synthetic.core import ground_truth as gtio
+from dexman_synthetic.core.demo_alignment import from_ground_truth
 
 from synth_cases import case
 
@@ -71,7 +72,7 @@ def test_invalid_content_is_rejected(tmp_path):
 
 def test_from_ground_truth_is_exact(tmp_path):
     gt = gtio.load(case('pick_cyl'))
-    demo, meshes = dm.from_ground_truth(gt)
+    demo, meshes = from_ground_truth(gt)
     np.testing.assert_array_equal(demo.object_poses, gt.object_poses)
     np.testing.assert_array_equal(demo.hand_keypoints, gt.hand_keypoints)
     assert demo.object_valid.all() and demo.n_frames == gt.n_frames == 12

@@ -14,7 +14,7 @@ from dexman_retarget import train_finger_mlp_cli  # noqa: E402
 from dexman_retarget.core import finger_dataset as fd  # noqa: E402
 from dexman_retarget.core import finger_mlp as fm  # noqa: E402
 from dexman_retarget.core import hand_keypoints as hk  # noqa: E402
-from dexman_retarget.core import robot_model as rm  # noqa: E402
+from dexman_description import robot_model as rm  # noqa: E402
 
 _OK, _WHY = rm.assets_available()
 pytestmark = pytest.mark.skipif(not _OK, reason=f'robot asset packages not installed: {_WHY}')

@@ -49,7 +49,7 @@ def test_keypoint_index_mapping():
     assert len(hk.SHADOW_KEYPOINTS) == hk.N_KEYPOINTS == 21
     assert hk.SHADOW_KEYPOINTS[0] == ('body', 'palm')
     # tips -> the fingertip sites, in robot_model's order (thumb, index, middle, ring, little)
-    from dexman_retarget.core.robot_model import FINGERTIP_SITES
+    from dexman_description.robot_model import FINGERTIP_SITES
     assert [hk.SHADOW_KEYPOINTS[i] for i in hk.TIP_IDS] == [('site', s) for s in FINGERTIP_SITES]
     assert [hk.SHADOW_KEYPOINTS[i][1] for i in hk.MCP_IDS] == [
         'ffknuckle', 'mfknuckle', 'rfknuckle', 'lfknuckle']
@@ -155,7 +155,7 @@ def test_hand_scale_is_pose_invariant_skeleton_length():
 
 # --------------------------------------------------------------------------------- Shadow
 mujoco = pytest.importorskip('mujoco')
-from dexman_retarget.core import robot_model as rm  # noqa: E402
+from dexman_description import robot_model as rm  # noqa: E402
 
 _OK, _WHY = rm.assets_available()
 needs_assets = pytest.mark.skipif(not _OK, reason=f'robot asset packages not installed: {_WHY}')

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dexman_perception.core.image_codec import (
+from dexman_common.image_codec import (
     SUPPORTED_ENCODINGS, ImageEncodingError, ImageFields, array_to_rgb8, decode_compressed,
     decode_compressed_rgb8, encode_compressed, encoding_info, image_to_numpy, numpy_to_image,
     to_bgr8, to_rgb8)
@@ -127,7 +127,7 @@ def test_rclpy_and_rosbags_messages():
     np.testing.assert_array_equal(image_to_numpy(ros_msg), rgb)
     np.testing.assert_array_equal(to_rgb8(ros_msg), rgb[..., ::-1])
 
-    from dexman_perception.core.bag_reader import make_typestore
+    from dexman_common.bag_reader import make_typestore
     ts = make_typestore()
     T = ts.types
     header = T['std_msgs/msg/Header'](stamp=T['builtin_interfaces/msg/Time'](sec=1, nanosec=2),

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dexman_perception.core.bag_reader import BagReader
+from dexman_common.bag_reader import BagReader
 
 pytestmark = pytest.mark.ros
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from dexman_perception.core import demonstration as demo_io
-from dexman_perception.core.demo_scoring import object_centre_errors
+from dexman_common.artefacts import demonstration as demo_io
+from dexman_synthetic.core.demo_scoring import object_centre_errors
 
 pytestmark = pytest.mark.ros
 ROOT = pathlib.Path(__file__).resolve().parents[1]

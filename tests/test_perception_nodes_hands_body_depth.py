@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-from dexman_perception.core import image_codec
+from dexman_common import image_codec
 from ros_args import param_args
 
 pytestmark = pytest.mark.ros
@@ -312,7 +312,7 @@ class Graph:
         from sensor_msgs.msg import Image
         from visualization_msgs.msg import MarkerArray
         from dexman_msgs.msg import BodyPose, Hands3D, StageStatus
-        from dexman_perception.nodes.ros_util import latched_qos, reliable_keep_all_qos
+        from dexman_common.ros.node_util import latched_qos, reliable_keep_all_qos
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = rclpy.create_node('perception_nodes_test', context=self.ctx)
@@ -426,7 +426,7 @@ def _stamp(msg):
 
 
 def _bag_frames(bag, topic):
-    from dexman_perception.core.bag_reader import BagReader
+    from dexman_common.bag_reader import BagReader
     with BagReader(bag) as b:
         return [b.deserialize(m) for m in b.messages([topic])]
 

@@ -1,4 +1,4 @@
-"""Pose metrics of the paper's appendix B.6 (dexman_perception.core.pose_metrics), hand-computed cases."""
+"""Pose metrics of the paper's appendix B.6 (dexman_synthetic.core.pose_metrics), hand-computed cases."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from dexman_perception.core import pose_metrics as pm
+from dexman_synthetic.core import pose_metrics as pm
 
 
 def _T(R=None, t=(0.0, 0.0, 0.0)):

@@ -16,10 +16,10 @@ pytestmark = pytest.mark.ros
 mujoco = pytest.importorskip('mujoco')
 pytest.importorskip('torch')
 
-from dexman_perception.core import demonstration as dm  # noqa: E402
-from dexman_retarget.core import demo_alignment as da  # noqa: E402
-from dexman_retarget.core import reference as refm  # noqa: E402
-from dexman_retarget.core import robot_model as rm  # noqa: E402
+from dexman_common.artefacts import demonstration as dm  # noqa: E402
+from dexman_synthetic.core import demo_alignment as da  # noqa: E402
+from dexman_common.artefacts import reference as refm  # noqa: E402
+from dexman_description import robot_model as rm  # noqa: E402
 from dexman_synthetic.core import ground_truth as gtm  # noqa: E402
 from dexman_synthetic.core.generate import GenerateOptions, generate  # noqa: E402
 

@@ -5,6 +5,7 @@ reference artefact's save/load round trip and its errors, resampling, the CLI. S
 reason) when the robot asset packages are missing."""
 import dataclasses
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -14,12 +15,12 @@ import pytest
 mujoco = pytest.importorskip('mujoco')
 torch = pytest.importorskip('torch')
 
-from dexman_perception.core import demonstration as dm  # noqa: E402
+from dexman_common.artefacts import demonstration as dm  # noqa: E402
 from dexman_perception.core import scene_alignment as sa  # noqa: E402
-from dexman_retarget.core import demo_alignment as da  # noqa: E402
-from dexman_retarget.core import reference as refm  # noqa: E402
+from dexman_synthetic.core import demo_alignment as da  # noqa: E402
+from dexman_common.artefacts import reference as refm  # noqa: E402
 from dexman_retarget.core import retarget_pipeline as rp  # noqa: E402
-from dexman_retarget.core import robot_model as rm  # noqa: E402
+from dexman_description import robot_model as rm  # noqa: E402
 from dexman_synthetic.core import ground_truth as gtm  # noqa: E402
 from dexman_synthetic.core.generate import GenerateOptions, generate  # noqa: E402
 
@@ -292,8 +293,17 @@ def test_input_errors(tmp_path, model_dir):
 
 
 def test_cli_on_a_case_dir(case, model_dir, tmp_path):
+    # a case is benchmark data: converted to a demonstration on the benchmark side, then retargeted
+    p = subprocess.run([sys.executable, '-m', 'dexman_synthetic.cli', 'demo', str(case), '--out', str(tmp_path / 'demos')],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    demo_dir = tmp_path / 'demos' / 'gt_pick'
+    assert pathlib.Path(p.stdout.strip()) == demo_dir
+    refused = subprocess.run([sys.executable, '-m', 'dexman_retarget.retarget_cli', str(case), '--out', str(tmp_path / 'x'),
+                              '--robot-model', str(model_dir), '--no-progress'], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and 'dexman_synth demo' in refused.stderr
     out = tmp_path / 'refs'
-    cmd = [sys.executable, '-m', 'dexman_retarget.retarget_cli', str(case), '--out', str(out),
+    cmd = [sys.executable, '-m', 'dexman_retarget.retarget_cli', str(demo_dir), '--out', str(out),
            '--robot-model', str(model_dir), '--json', '--no-progress', '--reference-id', 'cli_ref']
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr

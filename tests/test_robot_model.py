@@ -9,9 +9,9 @@ import pytest
 
 mujoco = pytest.importorskip('mujoco')
 
-from dexman_retarget import build_robot_cli  # noqa: E402
-from dexman_retarget.core import robot_model as rm  # noqa: E402
-from dexman_retarget.core.robot_model import assets as rm_assets  # noqa: E402
+from dexman_description import build_robot_cli  # noqa: E402
+from dexman_description import robot_model as rm  # noqa: E402
+from dexman_description.robot_model import assets as rm_assets  # noqa: E402
 
 _OK, _WHY = rm.assets_available()
 needs_assets = pytest.mark.skipif(not _OK, reason=f'robot asset packages not installed: {_WHY}')

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from dexman_perception.core import demonstration as dm
+from dexman_common.artefacts import demonstration as dm
 from dexman_perception.core.backends.cpu_segmentation import backproject
 from dexman_perception.core.stages import BodyEstimate, HandEstimate
 from dexman_perception.nodes import scene_node as sn
@@ -78,7 +78,7 @@ class FakeStages:
 
         from dexman_msgs.msg import (BodyPose, DemonstrationInfo, Hands3D, ObjectMasks, ObjectMesh,
                                      PlaybackStatus, SceneAlignment, StageStatus, TrackedObjectArray)
-        from dexman_perception.nodes.ros_util import latched_qos, reliable_keep_all_qos, reliable_qos
+        from dexman_common.ros.node_util import latched_qos, reliable_keep_all_qos, reliable_qos
         from sensor_msgs.msg import CameraInfo, Image
         from tf2_msgs.msg import TFMessage
         self.rclpy = rclpy

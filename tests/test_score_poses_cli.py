@@ -10,7 +10,7 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from dexman_perception.core import pose_metrics as pm
+from dexman_synthetic.core import pose_metrics as pm
 from dexman_perception.core import pose_trajectory as ptio
 from dexman_synthetic.core import ground_truth as gtio
 
@@ -64,7 +64,7 @@ def case(tmp_path_factory):
 
 
 def _run(*args):
-    p = subprocess.run([sys.executable, '-m', 'dexman_perception.score_poses_cli', *map(str, args)],
+    p = subprocess.run([sys.executable, '-m', 'dexman_synthetic.score_poses_cli', *map(str, args)],
                        capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout, p.stderr
 

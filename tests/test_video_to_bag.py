@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dexman_perception.core.bag_reader import BagReader
-from dexman_perception.core.image_codec import decode_compressed_rgb8, image_to_numpy
+from dexman_common.bag_reader import BagReader
+from dexman_common.image_codec import decode_compressed_rgb8, image_to_numpy
 from dexman_perception.core.video_to_bag import (VideoError, convert_video, frame_stamps_ns,
                                                   intrinsics_from_hfov)
 from dexman_perception.video_to_bag_cli import main as cli_main

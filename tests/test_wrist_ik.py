@@ -9,7 +9,7 @@ import pytest
 
 mujoco = pytest.importorskip('mujoco')
 
-from dexman_retarget.core import robot_model as rm  # noqa: E402
+from dexman_description import robot_model as rm  # noqa: E402
 from dexman_retarget.core import wrist_ik as wik  # noqa: E402
 from dexman_retarget.core import wrist_targets as wt  # noqa: E402
 

@@ -21,7 +21,7 @@ setup(
             'bag_player = dexman_perception.nodes.bag_player:main',
             'frame_probe = dexman_perception.nodes.frame_probe:main',
             'video_to_bag = dexman_perception.video_to_bag_cli:main',
-            'score_poses = dexman_perception.score_poses_cli:main',
+            
             'depth_node = dexman_perception.nodes.depth_node:main',
             'hands_node = dexman_perception.nodes.hands_node:main',
             'body_node = dexman_perception.nodes.body_node:main',

@@ -22,7 +22,6 @@ setup(
             'retarget_node = dexman_retarget.nodes.retarget_node:main',
             'retarget = dexman_retarget.retarget_cli:main',
             'train_finger_mlp = dexman_retarget.train_finger_mlp_cli:main',
-            'build_robot = dexman_retarget.build_robot_cli:main',
         ],
     },
 )

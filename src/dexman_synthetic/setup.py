@@ -19,6 +19,7 @@ setup(
     entry_points={
         'console_scripts': [
             'dexman_synth = dexman_synthetic.cli:main',
+            'score_poses = dexman_synthetic.score_poses_cli:main',
         ],
     },
 )

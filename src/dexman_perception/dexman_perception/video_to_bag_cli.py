@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # FFmpeg's own log lines ("moov atom not found") would only repeat our error message
     os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
-    from .core.bag_reader import BagError
-    from .core.image_codec import ImageEncodingError
+    from dexman_common.bag_reader import BagError
+    from dexman_common.image_codec import ImageEncodingError
     from .core.video_to_bag import VideoError, convert_video
     try:
         res = convert_video(

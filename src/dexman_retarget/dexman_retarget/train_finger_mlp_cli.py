@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
     from dexman_retarget.core import finger_dataset as fd
     from dexman_retarget.core import finger_mlp as fm
-    from dexman_retarget.core import robot_model as rm
+    from dexman_description import robot_model as rm
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
 
 def _asset_versions() -> dict:
     try:
-        from dexman_retarget.core.robot_model import assets
+        from dexman_description.robot_model import assets
         return {'gymnasium-robotics': assets.shadow_source().version}
     except Exception:  # noqa: BLE001 - provenance only
         return {}

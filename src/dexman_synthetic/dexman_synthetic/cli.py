@@ -3,6 +3,7 @@
   dexman_synth generate --task T --object S --seed N --out CASE_DIR [options]
   dexman_synth suite --out DIR [--quick] [--jobs N] [--only NAME ...]
   dexman_synth preview CASE_DIR --out PNG [--frame K]
+  dexman_synth demo CASE_DIR --out DIR [--id ID]   exact demonstration artefact in the robot world
   dexman_synth list
 
 Bad arguments print one line and exit with status 2; a failed generation exits with status 1.
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                        '(the segmentation prompt a user would draw)')
     b.add_argument('case_dir')
     b.add_argument('--pad', type=int, default=3, help='pixels around the visible object')
+    d = sub.add_parser('demo', help='write the exact demonstration of a case, in the robot world '
+                       '(DIR/<id>/, for retargeting and training on ground truth)')
+    d.add_argument('case_dir')
+    d.add_argument('--out', required=True, help='demonstration root: writes OUT/<id>/')
+    d.add_argument('--id', default=None, help='demonstration id (default gt_<case_id>)')
     sub.add_parser('list', help='list tasks, objects and the suite cases')
     return p
 
@@ -80,7 +86,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.cmd is None:
-            raise _UsageError('a command is required: generate, suite, preview, prompt or list')
+            raise _UsageError('a command is required: generate, suite, preview, prompt, demo or list')
         return _run(args)
     except _UsageError as e:
         print(f'dexman_synth: error: {e}', file=sys.stderr)
@@ -104,6 +110,17 @@ def _run(args) -> int:
         try:
             print(json.dumps(load(args.case_dir).prompt_boxes(pad=args.pad)))
         except (GroundTruthError, OSError) as e:
+            raise _UsageError(str(e)) from None
+        return 0
+    if args.cmd == 'demo':
+        from dexman_common.artefacts import demonstration as dm
+
+        from .core.demo_alignment import demonstration_from_ground_truth
+        from .core.ground_truth import GroundTruthError, load
+        try:
+            demo, meshes, _ = demonstration_from_ground_truth(load(args.case_dir), args.id)
+            print(dm.save(demo, args.out, meshes))
+        except (GroundTruthError, OSError, dm.DemonstrationError) as e:
             raise _UsageError(str(e)) from None
         return 0
     if args.cmd == 'preview':

@@ -38,7 +38,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .demonstration import Demonstration, DemonstrationError, DemoObject
+from dexman_common.artefacts.demonstration import Demonstration, DemonstrationError, DemoObject
 
 N_KEYPOINTS = 21
 HAND_NAMES = ('left', 'right')

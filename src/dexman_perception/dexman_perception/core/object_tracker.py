@@ -3,7 +3,7 @@
 For k = 1..N-1:
 
     fused     ΔT_{k-1}^k from the object's 3D point tracks (Kabsch + RANSAC,
-              rigid_transform.propagate_pose_from_tracks), T_k^init = ΔT · T_{k-1},
+              track_propagation.propagate_pose_from_tracks), T_k^init = ΔT · T_{k-1},
               T_k = refiner.refine(frame k, T_k^init), fused with T_k^init (below)
     refiner   (ablation a) T_k^init = T_{k-1}, T_k = refiner.refine(frame k, T_k^init)
     tracks    (ablation b) T_k = ΔT · T_{k-1}, no refinement
@@ -50,7 +50,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import rigid_transform as rt
+from dexman_common import geometry as rt
+
+from . import track_propagation as tp
 from .pose_trajectory import PoseTrajectory
 
 MODES = ('fused', 'refiner', 'tracks')
@@ -65,7 +67,7 @@ class ObjectTrackResult:
     scores: np.ndarray           # (N,) refiner score (NaN where not refined)
     mode: str
     seconds: float               # tracking time (registration, tracks and chain), s
-    steps: list = dataclasses.field(default_factory=list)   # rigid_transform.TrackingStep per k >= 1
+    steps: list = dataclasses.field(default_factory=list)   # track_propagation.TrackingStep per k >= 1
     status: list = dataclasses.field(default_factory=list)  # FramePose.status per frame
 
 
@@ -79,7 +81,7 @@ class FramePose:
     status: str                          # 'tracking' | 'predicted' | 'lost'
     tracks_2d: np.ndarray                # (M, 2) current 2D track positions (pixels), for display
     track_ids: np.ndarray                # (M,) their ids
-    step: rt.TrackingStep | None = None  # the k-1 -> k track step (None: first frame / no tracks)
+    step: tp.TrackingStep | None = None  # the k-1 -> k track step (None: first frame / no tracks)
     points_3d: np.ndarray | None = None  # (M, 3) the tracks in camera_optical (m; NaN without depth)
 
 
@@ -148,7 +150,7 @@ class ObjectPoseStream:
     refiner: a PoseRefiner (default: the registry's CPU default); tracker: a point tracker with
     `stream(K)` (default: the registry's); mode: 'fused' | 'refiner' | 'tracks' (see the module
     docstring); n_queries: tracks sampled in the first mask; ransac_threshold (m) and min_tracks:
-    of the track step (rigid_transform.propagate_pose_from_tracks); track_sigma (m),
+    of the track step (track_propagation.propagate_pose_from_tracks); track_sigma (m),
     track_sigma_rmse, lost_sigma (m), gate_chi2: of the fusion (module docstring); max_speed (m/s),
     max_gap_s: the plausibility check of `_out` (only with step(..., dt)). `Sigma` is the
     current 6x6 pose covariance (object-frame twist (ω, u)), fused mode."""
@@ -244,7 +246,7 @@ class ObjectPoseStream:
         xy, ids, self._p3 = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3))
         if self.mode != 'refiner':
             P_prev, P_curr, xy, ids, self._p3 = self._src.step(rgb, depth, mask)
-            step = rt.propagate_pose_from_tracks(P_prev, P_curr, T_prev,
+            step = tp.propagate_pose_from_tracks(P_prev, P_curr, T_prev,
                                                  ransac_threshold=self.ransac_threshold,
                                                  min_tracks=self.min_tracks)
         if self.mode == 'tracks':

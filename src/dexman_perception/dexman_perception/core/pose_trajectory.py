@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from .atomic_io import atomic_open
+from dexman_common.atomic_io import atomic_open
 
 FRAMES = ('world', 'camera_optical')
 

@@ -35,8 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .bag_reader import make_typestore
-from .image_codec import encode_compressed
+from dexman_common.bag_reader import make_typestore
+from dexman_common.image_codec import encode_compressed
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'

@@ -26,8 +26,8 @@ from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.duration import Duration
 from rclpy.node import Node
 
-from ..core.bag_reader import CAMERA_INFO_TYPE, IMAGE_TYPES, BagError, BagReader
-from .ros_util import (ParamError, declare, import_message, latched_qos,
+from dexman_common.bag_reader import CAMERA_INFO_TYPE, IMAGE_TYPES, BagError, BagReader
+from dexman_common.ros.node_util import (ParamError, declare, import_message, latched_qos,
                        reliable_qos, run_main, sensor_qos, sleep_until)
 
 STATUS_TOPIC = '/dexman/playback/status'

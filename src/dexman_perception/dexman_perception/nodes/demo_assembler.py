@@ -50,11 +50,11 @@ from dexman_msgs.msg import (DemonstrationInfo, Hands3D, ObjectMesh, PlaybackSta
                              StageStatus, TrackedObjectArray)
 from sensor_msgs.msg import CameraInfo
 
-from ..core import demonstration as dm
-from ..core.atomic_io import write_json_atomic
+from dexman_common.artefacts import demonstration as dm
+from dexman_common.atomic_io import write_json_atomic
 from ..core.demo_assembly import DemoAssembly, ObjectObservation, stage_entry, tracked_pose_valid
 from . import perception_msgs as pm
-from .ros_util import ParamError, declare, latched_qos, reliable_keep_all_qos, run_main, sensor_qos
+from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_keep_all_qos, run_main, sensor_qos
 from .stage_node import PLAYBACK_TOPIC, STATUS_TOPIC
 
 DEMO_TOPIC = '/dexman/demonstration'

@@ -35,7 +35,7 @@ from ..core.depth_alignment import align_depth_chunks
 from ..core.stages import StageFailure
 from .hands_node import IMAGE_TOPIC
 from .perception_msgs import depth_msg, depth_of, header, rgb_of
-from .ros_util import ParamError, declare
+from dexman_common.ros.node_util import ParamError, declare
 from .stage_node import Input, StageNode, run_stage
 
 BAG_DEPTH_TOPIC = '/camera/depth/image_raw'

@@ -23,8 +23,8 @@ from pathlib import Path
 import rclpy
 from rclpy.node import Node
 
-from ..core.atomic_io import write_json_atomic
-from .ros_util import (ParamError, declare, import_message, latched_qos, reliable_keep_all_qos,
+from dexman_common.atomic_io import write_json_atomic
+from dexman_common.ros.node_util import (ParamError, declare, import_message, latched_qos, reliable_keep_all_qos,
                        run_main, sensor_qos)
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'

@@ -38,7 +38,7 @@ from dexman_msgs.msg import Hands3D
 from ..core.stages import StageFailure
 from . import markers
 from .perception_msgs import depth_of, header, hands_msg, rgb_of
-from .ros_util import declare
+from dexman_common.ros.node_util import declare
 from .stage_node import Input, StageNode, run_stage
 
 IMAGE_TOPIC = '/camera/image_raw'

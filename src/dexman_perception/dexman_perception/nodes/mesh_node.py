@@ -22,11 +22,11 @@ from dexman_msgs.msg import ObjectMasks, ObjectMesh
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
-from ..core.atomic_io import write_bytes_atomic
+from dexman_common.atomic_io import write_bytes_atomic
 from ..core.stages import StageFailure
 from . import perception_msgs as pm
 from .markers import mesh_marker
-from .ros_util import declare, latched_qos
+from dexman_common.ros.node_util import declare, latched_qos
 from .stage_node import Input, StageNode, run_stage
 
 

@@ -14,7 +14,7 @@ from std_msgs.msg import Header
 
 from dexman_msgs.msg import BodyPose, Hand3D, Hands3D, ObjectMesh, TrackedObject
 
-from ..core import image_codec
+from dexman_common import image_codec
 from ..core.backends.hand_lifting import wrist_frame
 from ..core.stages import BodyEstimate, HandEstimate
 

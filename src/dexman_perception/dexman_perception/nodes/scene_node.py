@@ -42,7 +42,7 @@ from ..core import scene_alignment as sa
 from ..core.backends.cpu_segmentation import backproject, fit_plane_ransac
 from ..core.stages import StageFailure
 from . import perception_msgs as pm
-from .ros_util import FloatList, ParamError, declare, latched_qos
+from dexman_common.ros.node_util import FloatList, ParamError, declare, latched_qos
 from .stage_node import Input, StageNode, run_stage
 
 SCENE_TOPIC = '/dexman/scene'

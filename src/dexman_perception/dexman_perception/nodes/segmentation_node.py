@@ -35,7 +35,7 @@ from ..core.hand_occlusion import hand_depth_map
 from ..core.object_scale import scale_mesh
 from ..core.object_tracker import project_mask
 from . import perception_msgs as pm
-from .ros_util import FloatList, ParamError, declare, latched_qos, reliable_keep_all_qos
+from dexman_common.ros.node_util import FloatList, ParamError, declare, latched_qos, reliable_keep_all_qos
 from .stage_node import Input, StageNode, run_stage
 
 HAND_IDS = ('hand_left', 'hand_right')

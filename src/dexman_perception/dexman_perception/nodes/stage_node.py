@@ -42,7 +42,7 @@ from ..core.backends import registry
 from ..core.stages import BackendUnavailable, StageFailure
 from ..core.stamp_sync import StampSync
 from .perception_msgs import K_of, stamp_ns
-from .ros_util import ParamError, declare, latched_qos, reliable_keep_all_qos, sensor_qos
+from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_keep_all_qos, sensor_qos
 
 STATUS_TOPIC = '/dexman/perception/status'
 FLUSH_GRACE_S = 1.0   # s: longest wait for bag messages still in flight at the end
@@ -372,5 +372,5 @@ def spin_stage(make_node) -> int:
 
 def run_stage(make_node, args: list[str] | None = None) -> None:
     """main() of a stage node: rclpy.init, spin `make_node()` until shutdown, exit status."""
-    from .ros_util import run_main
+    from dexman_common.ros.node_util import run_main
     run_main(lambda: spin_stage(make_node), args)

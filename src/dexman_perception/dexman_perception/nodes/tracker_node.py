@@ -33,7 +33,7 @@ from ..core.object_scale import estimate_object_scale, scale_mesh
 from ..core.stages import BackendUnavailable, StageFailure
 from . import perception_msgs as pm
 from .markers import points_marker
-from .ros_util import ParamError, declare, latched_qos
+from dexman_common.ros.node_util import ParamError, declare, latched_qos
 from .stage_node import Input, StageNode, parse_options, run_stage
 
 

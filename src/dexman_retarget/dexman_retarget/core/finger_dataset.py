@@ -29,7 +29,7 @@ import hashlib
 import numpy as np
 
 from . import hand_keypoints as hk
-from . import robot_model as rm
+from dexman_description import robot_model as rm
 
 # Anchor postures, actuated joints in rm.HAND_ACTUATED_JOINTS order:
 # FFJ3 FFJ2 FFJ1 | MFJ3 MFJ2 MFJ1 | RFJ3 RFJ2 RFJ1 | LFJ4 LFJ3 LFJ2 LFJ1 | THJ4 THJ3 THJ2 THJ1 THJ0.

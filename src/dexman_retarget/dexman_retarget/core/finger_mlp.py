@@ -31,12 +31,12 @@ import time
 
 import numpy as np
 import torch
-from dexman_perception.core.atomic_io import write_bytes_atomic
+from dexman_common.atomic_io import write_bytes_atomic
 from torch import nn
 
 from . import finger_dataset as fd
 from . import hand_keypoints as hk
-from . import robot_model as rm
+from dexman_description import robot_model as rm
 
 FORMAT = 'dexman_retarget.finger_mlp'
 FORMAT_VERSION = 1

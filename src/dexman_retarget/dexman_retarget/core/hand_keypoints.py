@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from dexman_perception.core.rigid_transform import invert_transform  # noqa: F401 (re-exported)
+from dexman_common.geometry import invert_transform  # noqa: F401 (re-exported)
 
 # Hand3D.handedness values; the robot model names the sides 'left' / 'right' (index = Hand3D value).
 LEFT, RIGHT = 0, 1
@@ -211,7 +211,7 @@ def shadow_keypoints_at(model, side, q_hand, frame: str = 'palm') -> np.ndarray:
     the hand's fixed wrist frame (``frame='wrist'``); the arm pose does not matter."""
     import mujoco
 
-    from .robot_model import hand_joints
+    from dexman_description.robot_model import hand_joints
     names = hand_joints(side_name(side))
     q_hand = np.asarray(q_hand, dtype=float)
     if q_hand.shape != (len(names),):

@@ -26,7 +26,7 @@ Stages (:class:`Retargeter.run`):
 
 The demonstration must be in the robot world (robot at the origin facing +y, table top
 horizontal): perception's scene alignment does that; for a synthetic ground-truth case use
-``demo_alignment.demonstration_from_ground_truth`` (:func:`load_input` does it for a case dir).
+``dexman_synthetic.core.demo_alignment.demonstration_from_ground_truth`` (benchmark side).
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ from scipy.spatial.transform import Rotation
 
 from . import contact_priors as cp
 from . import hand_keypoints as hk
-from . import reference as refm
-from . import robot_model as rm
+from dexman_common.artefacts import reference as refm
+from dexman_description import robot_model as rm
 from . import stable_placement as sp
 from . import wrist_ik as wik
 from . import wrist_targets as wt
@@ -224,7 +224,7 @@ class Retargeter:
         xml = self.model_dir / rm.XML_NAME
         if not manifest.is_file() or not xml.is_file():
             raise RetargetError(f'{self.model_dir} is not a robot-model build (needs {rm.XML_NAME} and '
-                                f'{rm.MANIFEST_NAME}): python -m dexman_retarget.build_robot_cli --out DIR')
+                                f'{rm.MANIFEST_NAME}): python -m dexman_description.build_robot_cli --out DIR')
         try:
             self.manifest = json.loads(manifest.read_text())
             self.model = rm.load_model(self.model_dir)
@@ -310,7 +310,7 @@ class Retargeter:
     # ---------------------------------------------------------------- the run
     def run(self, demo, meshes: dict[str, Any] | None = None, reference_id: str | None = None,
             progress: bool | None = None) -> RetargetResult:
-        """Retarget one demonstration (``dexman_perception.core.demonstration.Demonstration`` in the
+        """Retarget one demonstration (``dexman_common.artefacts.demonstration.Demonstration`` in the
         robot world). meshes: object id -> trimesh (default: the demonstration's mesh files)."""
         import trimesh
         o = self.options
@@ -538,29 +538,24 @@ def ensure_robot_model(model_dir) -> tuple[pathlib.Path, bool]:
     return d, True
 
 
-def load_input(path, demonstration_id: str | None = None):
-    """(Demonstration in the robot world, meshes or None) from a demonstration artefact directory,
-    or a synthetic case directory (``ground_truth/``: converted with ``from_ground_truth`` and put
-    into the robot world with ``demo_alignment``)."""
-    from dexman_perception.core import demonstration as dm
+def load_input(path):
+    """(Demonstration in the robot world, meshes or None) from a demonstration artefact directory.
+
+    A synthetic case (``ground_truth/``) is benchmark data, not a runtime input: convert it first
+    with ``ros2 run dexman_synthetic dexman_synth demo CASE --out DIR`` (exact demonstration, put
+    into the robot world)."""
+    from dexman_common.artefacts import demonstration as dm
     p = pathlib.Path(path).expanduser()
     if (p / 'demonstration.json').is_file():
         try:
             return dm.load(p), None
         except dm.DemonstrationError as e:
             raise RetargetError(str(e)) from e
-    case = p.parent if p.name == 'ground_truth' else p
-    if (case / 'ground_truth' / 'meta.json').is_file():
-        from dexman_synthetic.core import ground_truth as gtm
-
-        from .demo_alignment import demonstration_from_ground_truth
-        try:
-            gt = gtm.load(case)
-        except gtm.GroundTruthError as e:
-            raise RetargetError(str(e)) from e
-        demo, meshes, _ = demonstration_from_ground_truth(gt, demonstration_id)
-        return demo, meshes
     if not p.exists():
         raise RetargetError(f'{p} does not exist')
+    case = p.parent if p.name == 'ground_truth' else p
+    if (case / 'ground_truth' / 'meta.json').is_file():
+        raise RetargetError(f'{p} is a synthetic case, not a demonstration: convert it with '
+                            f'`ros2 run dexman_synthetic dexman_synth demo {case} --out DIR`, then retarget DIR/<id>')
     raise RetargetError(f'{p} is neither a demonstration (demonstration.json) nor a synthetic case '
                         '(ground_truth/meta.json)')

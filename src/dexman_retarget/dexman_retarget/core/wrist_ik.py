@@ -49,7 +49,7 @@ import time
 
 import numpy as np
 
-from . import robot_model as rm
+from dexman_description import robot_model as rm
 from .hand_keypoints import SIDES
 from .wrist_targets import palm_targets_from_human
 

@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from . import robot_model as rm
+from dexman_description import robot_model as rm
 from .wrist_ik import IKOptions, IKResult, WristIK
 from .wrist_targets import SIDES, palm_targets_from_human
 

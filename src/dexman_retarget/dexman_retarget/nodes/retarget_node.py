@@ -40,9 +40,9 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 
-from dexman_perception.nodes.ros_util import ParamError, declare, latched_qos, reliable_qos, run_main
+from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_qos, run_main
 
-from ..core import reference as refm
+from dexman_common.artefacts import reference as refm
 from ..core import retarget_pipeline as rp
 
 SERVICE = '/dexman/retarget'
@@ -183,7 +183,7 @@ class RetargetNode(Node):
         log = self.get_logger()
         try:
             path = path or self._resolve(demo_id)
-            demo, meshes = rp.load_input(path, demo_id)
+            demo, meshes = rp.load_input(path)
             if demo.demonstration_id != demo_id and (path / 'demonstration.json').is_file():
                 raise rp.RetargetError(f'{path} holds demonstration {demo.demonstration_id!r}, '
                                        f'not {demo_id!r}')

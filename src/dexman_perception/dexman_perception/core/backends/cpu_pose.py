@@ -97,7 +97,7 @@ class IcpRefiner:
     def model(self, mesh):
         key = id(mesh)
         if key not in self._cache:
-            from ..pose_metrics import sample_surface
+            from dexman_common.mesh_sampling import sample_surface
             V = np.asarray(mesh.vertices, np.float64)
             F = np.asarray(mesh.faces, np.int64)
             extent = float(np.max(np.ptp(V, axis=0)))

@@ -1,9 +1,10 @@
-"""Kabsch/Arun rigid transform, RANSAC and the B.3 tracking step (dexman_perception.core.rigid_transform)."""
+"""Kabsch/Arun rigid transform, RANSAC and the B.3 tracking step (dexman_common.geometry)."""
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dexman_perception.core import rigid_transform as rt
+from dexman_common import geometry as rt
+from dexman_perception.core import track_propagation as tp
 
 
 def random_pose(rng, max_t=0.3):
@@ -121,12 +122,12 @@ def test_tracking_step_initial_guess_is_delta_times_previous():
     vis = np.ones(60, bool)
     vis[:10] = False
     Pk[:10] = 5.0                                                   # invisible tracks are garbage
-    step = rt.propagate_pose_from_tracks(Pk1, Pk, T_prev, visible_curr=vis, ransac_threshold=None)
+    step = tp.propagate_pose_from_tracks(Pk1, Pk, T_prev, visible_curr=vis, ransac_threshold=None)
     assert step.ok and step.n_tracks == 50
     np.testing.assert_allclose(step.delta_T, dT, atol=1e-10)
     np.testing.assert_allclose(step.T_init, T_curr, atol=1e-10)
     # too few tracks: fall back to the previous pose, with a reason
-    fail = rt.propagate_pose_from_tracks(Pk1[:2], Pk1[:2], T_prev)
+    fail = tp.propagate_pose_from_tracks(Pk1[:2], Pk1[:2], T_prev)
     assert not fail.ok and fail.delta_T is None and 'track' in fail.reason
     np.testing.assert_array_equal(fail.T_init, T_prev)
 
@@ -139,10 +140,10 @@ def test_chain_with_refine_callback():
     for _ in range(4):
         poses_true.append(step @ poses_true[-1])
     tracks = np.stack([rt.transform_points(T, model) for T in poses_true])
-    poses, steps = rt.chain_poses_from_tracks(tracks, poses_true[0])
+    poses, steps = tp.chain_poses_from_tracks(tracks, poses_true[0])
     np.testing.assert_allclose(poses, np.stack(poses_true), atol=1e-9)
     seen = []
-    rt.chain_poses_from_tracks(tracks, poses_true[0], refine=lambda k, T: seen.append(k) or T)
+    tp.chain_poses_from_tracks(tracks, poses_true[0], refine=lambda k, T: seen.append(k) or T)
     assert seen == [1, 2, 3, 4] and all(s.ok for s in steps)
 
 

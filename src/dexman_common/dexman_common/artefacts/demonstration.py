@@ -2,8 +2,8 @@
 
 Written atomically by the demonstration assembler (a directory renamed into place), announced with
 dexman_msgs/DemonstrationInfo, read by retargeting and training. A synthetic ground-truth case
-converts to the same form (`from_ground_truth`), so every downstream stage can be scored on
-exact inputs.
+converts to the same form (``dexman_synthetic.core.demo_alignment.from_ground_truth``, benchmark
+side), so every downstream stage can be scored on exact inputs.
 
     <root>/<demonstration_id>/
         demonstration.json     scalars, object list, frames, provenance
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic_io import atomic_directory
+from ..atomic_io import atomic_directory
 
 FORMAT_VERSION = 1
 
@@ -139,23 +139,3 @@ def load(path: str | os.PathLike) -> Demonstration:
                          root=path, **arrays)
     demo.validate()
     return demo
-
-
-def from_ground_truth(gt, demonstration_id: str | None = None) -> tuple[Demonstration, dict[str, Any]]:
-    """The exact demonstration of a synthetic case (dexman_synthetic.core.ground_truth.GroundTruth),
-    with its meshes, for scoring downstream stages on perfect inputs. Frames dropped from the bag
-    stay in, marked valid: the ground truth knows them."""
-    n = gt.n_frames
-    demo = Demonstration(
-        demonstration_id=demonstration_id or f'gt_{gt.case_id}', fps=gt.fps,
-        stamps_ns=np.asarray(gt.stamps_ns, np.int64),
-        objects=[DemoObject(id=o.id, label=o.label, mesh_file=f'meshes/{o.id}.obj') for o in gt.objects],
-        object_poses=np.asarray(gt.object_poses, float), object_valid=np.ones((len(gt.objects), n), bool),
-        hand_keypoints=np.asarray(gt.hand_keypoints, float), hand_valid=np.asarray(gt.hand_present, bool),
-        wrist_poses=np.asarray(gt.wrist_poses, float), T_world_camera=np.asarray(gt.T_world_camera, float),
-        K=np.asarray(gt.K, float), table_point=np.asarray(gt.table_point, float),
-        table_normal=np.asarray(gt.table_normal, float),
-        source_uri=str(gt.root / 'bag') if gt.root is not None else '',
-        provenance={'source': 'ground_truth', 'case_id': gt.case_id, 'task': gt.task, 'seed': gt.seed})
-    meshes = {o.id: gt.load_mesh(o.id) for o in gt.objects} if gt.root is not None else {}
-    return demo, meshes

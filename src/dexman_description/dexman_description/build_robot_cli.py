@@ -1,4 +1,4 @@
-"""Build the G1 + two Shadow hands robot files:  python -m dexman_retarget.build_robot_cli --out DIR
+"""Build the G1 + two Shadow hands robot files:  python -m dexman_description.build_robot_cli --out DIR
 
 Writes DIR/g1_shadow.xml (MJCF), DIR/g1_shadow.urdf (robot_description), DIR/meshes/ (mirrored
 left-hand STLs for the URDF) and DIR/manifest.json (sources, versions, licences, hashes), from
@@ -12,7 +12,7 @@ import time
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='python -m dexman_retarget.build_robot_cli', description=__doc__,
+    p = argparse.ArgumentParser(prog='python -m dexman_description.build_robot_cli', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', required=True, help='output folder (created or replaced)')
     p.add_argument('--waist', action='store_true',
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p.add_argument('--friction', type=float, default=None, help='hand geom friction (default 4.0)')
     args = p.parse_args(argv)
 
-    from dexman_retarget.core.robot_model import AssetsNotFoundError, BuildOptions, build
+    from dexman_description.robot_model import AssetsNotFoundError, BuildOptions, build
     opts = BuildOptions(lock_waist=not args.waist)
     if args.friction is not None:
         opts = BuildOptions(lock_waist=not args.waist, hand_friction=args.friction)

@@ -23,7 +23,7 @@ XML_NAME = 'g1_shadow.xml'
 URDF_NAME = 'g1_shadow.urdf'
 MANIFEST_NAME = 'manifest.json'
 MESH_DIR = 'meshes'
-GENERATOR = 'dexman_retarget.core.robot_model'
+GENERATOR = 'dexman_description.robot_model'
 
 
 @dataclasses.dataclass

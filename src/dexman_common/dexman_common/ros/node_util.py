@@ -1,4 +1,4 @@
-"""Small rclpy helpers shared by the perception nodes: QoS profiles, documented parameters,
+"""Small rclpy helpers shared by every node: QoS profiles, documented parameters,
 message type import, and a main() wrapper that turns shutdown and errors into exit codes."""
 from __future__ import annotations
 

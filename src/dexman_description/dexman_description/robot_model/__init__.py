@@ -1,7 +1,7 @@
 """The Unitree G1 + two Shadow hands robot model (ROS-free).
 
 Assembled with ``mujoco.MjSpec`` from assets shipped in PyPI packages (see ``assets``), built by
-``python -m dexman_retarget.build_robot_cli --out DIR`` or :func:`build`. See docs/robot_model.md.
+``python -m dexman_description.build_robot_cli --out DIR`` or :func:`build`. See docs/robot_model.md.
 """
 from .assemble import (ARM_JOINT_STEMS, FINGERTIP_SITES, HAND_ACTUATED_JOINTS, HAND_COUPLED_JOINTS,
                        HAND_FRICTION, HAND_JOINTS, HAND_PREFIX, MOUNT_OFFSET, MOUNT_ROT, PALM_BODY,

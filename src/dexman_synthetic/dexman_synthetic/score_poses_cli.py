@@ -5,7 +5,7 @@
                 [--add-s-points surface|vertices]
 
 Prints one JSON object: per-object figures (the paper's B.6 metrics, see
-dexman_perception.core.pose_metrics) and their mean over objects. Bad input: one line on stderr,
+dexman_synthetic.core.pose_metrics) and their mean over objects. Bad input: one line on stderr,
 exit status 2.
 
 Frames: by default only the frames that are in the bag (ground truth `frame_in_bag`) are scored,
@@ -71,7 +71,7 @@ def _mesh_points(gt, object_id: str):
 
 def score(args) -> dict[str, Any]:
     from dexman_synthetic.core import ground_truth as gtio
-    from dexman_perception.core import pose_metrics as pm
+    from dexman_synthetic.core import pose_metrics as pm
     from dexman_perception.core import pose_trajectory as ptio
 
     gt = gtio.load(args.ground_truth)

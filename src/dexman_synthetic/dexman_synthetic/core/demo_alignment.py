@@ -23,11 +23,11 @@ does both. Nothing here imports rclpy.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
-
+from dexman_common.artefacts.demonstration import Demonstration, DemoObject
 from dexman_perception.core import scene_alignment as sa
-from dexman_perception.core.demonstration import Demonstration, from_ground_truth
 
 TABLE_GRID = 9          # table points per side of the grid (81 points)
 
@@ -98,3 +98,23 @@ def demonstration_from_ground_truth(gt, demonstration_id: str | None = None, **a
         'reach_note': ga.alignment.reach_note, 'table_height_m': ga.alignment.table_height,
         'facing_angle_rad': ga.alignment.facing_angle}
     return out, meshes, ga
+
+
+def from_ground_truth(gt, demonstration_id: str | None = None) -> tuple[Demonstration, dict[str, Any]]:
+    """The exact demonstration of a synthetic case (dexman_synthetic.core.ground_truth.GroundTruth),
+    with its meshes, for scoring downstream stages on perfect inputs. Frames dropped from the bag
+    stay in, marked valid: the ground truth knows them."""
+    n = gt.n_frames
+    demo = Demonstration(
+        demonstration_id=demonstration_id or f'gt_{gt.case_id}', fps=gt.fps,
+        stamps_ns=np.asarray(gt.stamps_ns, np.int64),
+        objects=[DemoObject(id=o.id, label=o.label, mesh_file=f'meshes/{o.id}.obj') for o in gt.objects],
+        object_poses=np.asarray(gt.object_poses, float), object_valid=np.ones((len(gt.objects), n), bool),
+        hand_keypoints=np.asarray(gt.hand_keypoints, float), hand_valid=np.asarray(gt.hand_present, bool),
+        wrist_poses=np.asarray(gt.wrist_poses, float), T_world_camera=np.asarray(gt.T_world_camera, float),
+        K=np.asarray(gt.K, float), table_point=np.asarray(gt.table_point, float),
+        table_normal=np.asarray(gt.table_normal, float),
+        source_uri=str(gt.root / 'bag') if gt.root is not None else '',
+        provenance={'source': 'ground_truth', 'case_id': gt.case_id, 'task': gt.task, 'seed': gt.seed})
+    meshes = {o.id: gt.load_mesh(o.id) for o in gt.objects} if gt.root is not None else {}
+    return demo, meshes

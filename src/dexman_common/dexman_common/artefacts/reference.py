@@ -65,7 +65,7 @@ import shutil
 from typing import Any
 
 import numpy as np
-from dexman_perception.core.atomic_io import atomic_directory
+from dexman_common.atomic_io import atomic_directory
 
 FORMAT_VERSION = 1
 META_NAME = 'reference.json'

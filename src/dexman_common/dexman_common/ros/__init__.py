@@ -1,0 +1,1 @@
+"""The only rclpy-importing part of dexman_common: QoS profiles, documented parameters, the node main runner."""
