@@ -73,6 +73,22 @@ def test_rgbd_bag_gives_a_demonstration_close_to_the_ground_truth(rgbd_run):
     for st in ('depth', 'hands', 'body', 'segmentation', 'mesh', 'tracking', 'scene'):
         assert stages[st]['state'] == 'DONE', (st, stages[st])
     assert stages['tracking']['frames_out'] == demo.n_frames
+    # provenance: each stage's algorithm settings as it ran (config/perception.yaml; the launch
+    # sets the tracker's mode)
+    from dexman_perception.core import perception_config as pc
+    cfg = demo.provenance['config']
+    assert sorted(cfg['stages']) == ['body', 'depth', 'hands', 'mesh', 'scene', 'segmentation', 'tracking']
+    sections = {st: sorted(rec['sections']) for st, rec in cfg['stages'].items()}
+    assert sections == {'body': ['mediapipe_body'], 'depth': [], 'hands': ['mediapipe_hands'],
+                        'mesh': ['fused_cloud_mesh'], 'scene': ['scene_alignment'],
+                        'segmentation': ['depth_color_segmenter'],
+                        'tracking': ['icp_refiner', 'lucas_kanade', 'tracker']}
+    for rec in cfg['stages'].values():
+        for name, values in rec['sections'].items():
+            cls = pc.config_class(name)
+            assert cls.from_dict(values) == pc.load(cls, ROOT / 'config' / 'perception.yaml'), name
+    assert cfg['demo_assembly'] == {'accept_predicted': True, 'require_hands': True}
+    assert report['stage_configs_received'] == sorted(cfg['stages'])
 
 
 def test_rgb_only_bag_stops_the_depth_stages_with_reasons_and_keeps_the_hands(tmp_path):

@@ -5,6 +5,7 @@ the gaps marked invalid and world poses consistent with the published transform;
 stages give a report that says why and exit status 3."""
 import json
 import os
+import pathlib
 import subprocess
 import time
 
@@ -13,6 +14,10 @@ import pytest
 
 from dexman_common.artefacts import demonstration as dm
 from dexman_perception.core.backends.cpu_segmentation import backproject
+from dexman_perception.core.demo_assembly import DemoAssemblyConfig
+from dexman_perception.core.object_tracker import TrackerConfig
+from dexman_perception.core import perception_config as pc
+from dexman_perception.core.scene_alignment import SceneAlignmentConfig
 from dexman_perception.core.stages import BodyEstimate, HandEstimate
 from dexman_perception.nodes import scene_node as sn
 from dexman_synthetic.core.ground_truth import load
@@ -20,6 +25,7 @@ from dexman_synthetic.core.ground_truth import load
 from synth_cases import case
 from ros_args import param_args, ros2
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROBOT_PELVIS = (0.0, 0.0, 0.793)
 LOST_FRAME, NO_HAND_FRAME, NO_HANDS_MSG_FRAME = 5, 2, 7
 
@@ -80,6 +86,7 @@ class FakeStages:
                                      PlaybackStatus, SceneAlignment, StageStatus, TrackedObjectArray)
         from dexman_common.ros.node_util import latched_qos, reliable_keep_all_qos, reliable_qos
         from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import String
         from tf2_msgs.msg import TFMessage
         self.rclpy = rclpy
         self.ctx = rclpy.Context()
@@ -96,13 +103,14 @@ class FakeStages:
                     'objects': n.create_publisher(TrackedObjectArray, '/dexman/objects', rk),
                     'mesh': n.create_publisher(ObjectMesh, '/dexman/object_meshes', latched_qos(32)),
                     'status': n.create_publisher(StageStatus, '/dexman/perception/status', latched_qos(20)),
-                    'playback': n.create_publisher(PlaybackStatus, '/dexman/playback/status', latched_qos(1))}
+                    'playback': n.create_publisher(PlaybackStatus, '/dexman/playback/status', latched_qos(1)),
+                    'config': n.create_publisher(String, '/dexman/perception/config', latched_qos(1))}
         self.got = {'scene': [], 'tf': [], 'demo': [], 'status': []}
         n.create_subscription(SceneAlignment, '/dexman/scene', self.got['scene'].append, latched_qos(1))
         n.create_subscription(TFMessage, '/tf_static', self.got['tf'].append, latched_qos(1))
         n.create_subscription(DemonstrationInfo, '/dexman/demonstration', self.got['demo'].append, latched_qos(1))
         n.create_subscription(StageStatus, '/dexman/perception/status', self.got['status'].append, latched_qos(50))
-        self.StageStatus, self.PlaybackStatus = StageStatus, PlaybackStatus
+        self.StageStatus, self.PlaybackStatus, self.String = StageStatus, PlaybackStatus, String
 
     def spin_until(self, cond, timeout, procs=()):
         deadline = time.monotonic() + timeout
@@ -211,6 +219,9 @@ def test_scene_and_demonstration_from_ground_truth(gt, fake, tmp_path):
         from dexman_perception.nodes import perception_msgs as pm
         fake.pub['mesh'].publish(pm.mesh_msg(mesh, 'object_0', gt.objects[0].label, 'file:///nowhere/object_0.obj',
                                              True, 1.0, int(gt.stamps_ns[0])))
+        tracking_config = {'stage': 'tracking', 'node': '/fake/tracking', 'backend': 'icp', 'backend_options': {},
+                           'config_file': '', 'sections': {'tracker': TrackerConfig(mode='refiner').to_dict()}}
+        fake.pub['config'].publish(fake.String(data=json.dumps(tracking_config)))
         fake.playback(fake.PlaybackStatus.STATE_PLAYING, 0)
         published = _publish_frames(fake, gt)
         S = fake.StageStatus
@@ -278,8 +289,20 @@ def test_scene_and_demonstration_from_ground_truth(gt, fake, tmp_path):
     assert demo.T_world_camera == pytest.approx(T) and demo.K == pytest.approx(gt.K)
     assert demo.load_mesh('object_0').extents == pytest.approx(mesh.extents, rel=1e-6)
 
+    # --- provenance: the configuration every stage ran with (the scene node's body_frames parameter
+    # overrides config/perception.yaml), and the assembler's own
+    cfg = demo.provenance['config']
+    assert cfg['demo_assembly'] == DemoAssemblyConfig().to_dict()
+    assert cfg['stages']['tracking'] == tracking_config
+    scene_rec = cfg['stages']['scene']
+    assert scene_rec['node'] == '/scene_node' and scene_rec['backend'] == 'table_hips'
+    assert scene_rec['config_file'] == str(ROOT / 'config' / 'perception.yaml')
+    assert (SceneAlignmentConfig.from_dict(scene_rec['sections']['scene_alignment'])
+            == pc.load(SceneAlignmentConfig, ROOT / 'config' / 'perception.yaml').replace(body_frames=3))
+
     rep = json.loads(report.read_text())
     assert rep['written'] and rep['reason'] == '' and rep['path'] == str(tmp_path / 'demos' / 'synth_demo')
+    assert rep['stage_configs_received'] == ['scene', 'tracking']
     assert {k: v['state'] for k, v in rep['stages'].items()} == {
         'segmentation': 'DONE', 'depth': 'DONE', 'hands': 'DONE', 'body': 'DONE', 'mesh': 'DONE',
         'tracking': 'DONE', 'scene': 'DONE'}

@@ -26,6 +26,8 @@ setup(
     entry_points={
         'console_scripts': [
             'dexman_launch = dexman_bringup.launch_cli:main',
+            'topic_recorder = dexman_bringup.nodes.topic_recorder:main',
+            'foxglove_bridge = dexman_bringup.nodes.foxglove_bridge:main',
         ],
     },
 )

@@ -19,6 +19,7 @@ setup(
     entry_points={
         'console_scripts': [
             'build_robot = dexman_description.build_robot_cli:main',
+            'robot_state_publisher_py = dexman_description.nodes.robot_state_publisher:main',
         ],
     },
 )

@@ -18,6 +18,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'train = dexman_rl.train_cli:main',
+            'evaluate = dexman_rl.evaluate_cli:main',
         ],
     },
 )

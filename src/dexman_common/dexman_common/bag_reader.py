@@ -26,6 +26,8 @@ from typing import Any
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from .stamps import NS_PER_SEC
+
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 _STORES = {'kilted': Stores.ROS2_KILTED, 'jazzy': Stores.ROS2_JAZZY, 'humble': Stores.ROS2_HUMBLE}
@@ -60,7 +62,7 @@ class BagMessage:
     def header_stamp_ns(self) -> int | None:
         if self.header_stamp is None:
             return None
-        return self.header_stamp[0] * 1_000_000_000 + self.header_stamp[1]
+        return self.header_stamp[0] * NS_PER_SEC + self.header_stamp[1]
 
 
 # ------------------------------------------------------------------------------ type definitions

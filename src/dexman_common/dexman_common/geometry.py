@@ -15,19 +15,25 @@ Frames and units: metres, radians, right-handed (REP 103). Points and poses are 
 matrix mapping points in frame b to frame a, so for an object pose T_{k-1} = T_camera_object at
 frame k-1 and points p_k = ΔT p_{k-1} of the object, T_k = ΔT · T_{k-1}.
 
-Contents
+Contents (the one implementation of each; every package imports these)
     fit_rigid_transform      weighted Kabsch/Arun, reflection-safe, degenerate-input detection
     ransac_rigid_transform   RANSAC over minimal 3-point samples (seeded, deterministic), then a
                              least-squares refit on the inliers
     (the B.3 tracking step built on these lives in dexman_perception.core.track_propagation)
-    small SE(3) helpers built on scipy.spatial.transform.Rotation
+    fit_plane / PlaneFit     total least-squares (SVD) plane, optionally oriented to a viewpoint
+    SE(3) helpers            make_transform, invert_transform, compose_transforms, transform_points
+    SO(3)                    axis_angle_from_rotation (log), rotation_from_axis_angle (exp),
+                             rotation_angle / rotation_angle_between (matrices, vectorised),
+                             quat_angle, quat_from_matrix, matrix_from_quat (either order),
+                             vector_angle (between two directions)
 
 Nothing here imports rclpy.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+import math
+from typing import Sequence
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -90,26 +96,128 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return P @ T[:3, :3].T + T[:3, 3]
 
 
-def rotation_angle(R: np.ndarray) -> float:
-    """Rotation angle in [0, π] (radians) of a rotation matrix (geodesic distance to identity)."""
-    return float(Rotation.from_matrix(np.asarray(R, dtype=float)).magnitude())
+def _as_rotations(R, name: str = 'R') -> np.ndarray:
+    R = np.asarray(R, dtype=float)
+    if R.ndim < 2 or R.shape[-2:] != (3, 3):
+        raise ValueError(f'{name} must have shape (..., 3, 3), got {R.shape}')
+    return R
 
 
-def rotation_angle_between(R1: np.ndarray, R2: np.ndarray) -> float:
-    """Geodesic angle (radians, [0, π]) of R1ᵀ R2: the rotation taking R1 to R2."""
-    R1 = np.asarray(R1, dtype=float)
-    R2 = np.asarray(R2, dtype=float)
-    return rotation_angle(R1.T @ R2)
+def _log_parts(R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(w, sin θ, θ) of rotations (..., 3, 3): w = vee(R − Rᵀ) = 2 sin θ · axis, θ in [0, π]."""
+    w = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
+                  R[..., 1, 0] - R[..., 0, 1]], axis=-1)
+    s = 0.5 * np.linalg.norm(w, axis=-1)
+    c = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
+    return w, s, np.arctan2(s, c)
 
 
-def rotation_from_axis_angle(rotvec: Sequence[float] | np.ndarray) -> np.ndarray:
-    """3x3 rotation from an axis-angle vector (unit axis times angle, radians)."""
-    return Rotation.from_rotvec(np.asarray(rotvec, dtype=float)).as_matrix()
+def _log_one(R: np.ndarray) -> tuple[tuple[float, float, float], float, float]:
+    """_log_parts of one (3, 3) matrix in plain floats (no numpy overhead per element)."""
+    (a, b, c), (d, e, f), (g, h, i) = R.tolist()
+    w = (h - f, c - g, d - b)
+    s = 0.5 * math.sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2])
+    return w, s, math.atan2(s, 0.5 * (a + e + i - 1.0))
+
+
+_NEAR_PI = np.pi - 1e-3     # above this angle the log's axis comes from scipy (see below)
 
 
 def axis_angle_from_rotation(R: np.ndarray) -> np.ndarray:
-    """Axis-angle vector (unit axis times angle in [0, π]) of a 3x3 rotation."""
-    return Rotation.from_matrix(np.asarray(R, dtype=float)).as_rotvec()
+    """SO(3) log: the axis-angle vector (unit axis times angle in [0, π]) of rotations (..., 3, 3).
+
+    θ = atan2(|w|/2, (tr R − 1)/2) with w = vee(R − Rᵀ) (accurate at every angle, unlike
+    arccos of the trace near 0 and π) and log R = θ / (2 sin θ) · w; 0.5 w below sin θ = 1e-12;
+    within 1e-3 rad of π, where w no longer fixes the axis well, scipy's Rotation (exact there).
+    Plain numpy / floats otherwise, far cheaper than scipy's from_matrix for one matrix (the wrist
+    IK and the ICP call it per iteration).
+    """
+    R = _as_rotations(R)
+    if R.shape == (3, 3):
+        w, s, ang = _log_one(R)
+        if ang > _NEAR_PI:
+            return Rotation.from_matrix(R).as_rotvec()
+        k = ang / (2.0 * s) if s > 1e-12 else 0.5
+        return np.array([w[0] * k, w[1] * k, w[2] * k])
+    w, s, ang = _log_parts(R)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        scale = np.where(s > 1e-12, ang / (2.0 * s), 0.5)
+    out = w * scale[..., None]
+    near_pi = ang > _NEAR_PI
+    if np.any(near_pi):
+        out[near_pi] = Rotation.from_matrix(R[near_pi]).as_rotvec()
+    return out
+
+
+def rotation_from_axis_angle(rotvec: Sequence[float] | np.ndarray) -> np.ndarray:
+    """SO(3) exp: rotation matrices (..., 3, 3) of axis-angle vectors (..., 3) (radians)."""
+    v = np.asarray(rotvec, dtype=float)
+    if v.ndim < 1 or v.shape[-1] != 3:
+        raise ValueError(f'rotvec must have shape (..., 3), got {v.shape}')
+    return Rotation.from_rotvec(v.reshape(-1, 3)).as_matrix().reshape(v.shape[:-1] + (3, 3))
+
+
+def rotation_angle(R: np.ndarray) -> float | np.ndarray:
+    """Rotation angle in [0, π] (radians) of rotations (..., 3, 3): the geodesic distance to the
+    identity, atan2(|vee(R − Rᵀ)|/2, (tr R − 1)/2). A float for one matrix, else an array."""
+    R = _as_rotations(R)
+    if R.shape == (3, 3):
+        return _log_one(R)[2]
+    return _log_parts(R)[2]
+
+
+def rotation_angle_between(R1: np.ndarray, R2: np.ndarray) -> float | np.ndarray:
+    """Geodesic angle (radians, [0, π]) of R1ᵀ R2: the rotation taking R1 to R2 (= that of
+    R1 R2ᵀ, R2ᵀ R1, ...). Broadcasts over leading dimensions: (3, 3) against (N, 3, 3) gives (N,)."""
+    R1 = _as_rotations(R1, 'R1')
+    R2 = _as_rotations(R2, 'R2')
+    return rotation_angle(np.swapaxes(R1, -1, -2) @ R2)
+
+
+def quat_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
+    """Rotation angle (rad, in [0, π]) between quaternions q1, q2 (..., 4), broadcast.
+
+    Any norm > 0 (normalised here; ValueError for a zero one, NaN out for a NaN one),
+    sign-invariant (q ~ −q), and the same for (w, x, y, z) and (x, y, z, w) order: with unit a, b
+    and b flipped so that a·b >= 0, θ = 4 atan2(|a − b|, |a + b|) (accurate also near 0 and π).
+    Returns an array of shape (...)."""
+    a, b = np.broadcast_arrays(np.asarray(q1, dtype=float), np.asarray(q2, dtype=float))
+    if a.ndim < 1 or a.shape[-1] != 4:
+        raise ValueError(f'quaternions must have last dimension 4, got {a.shape}')
+    na = np.linalg.norm(a, axis=-1, keepdims=True)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    if np.any(na == 0) or np.any(nb == 0):
+        raise ValueError('zero-norm quaternion: the rotation angle is undefined')
+    a, b = a / na, b / nb
+    b = np.where(np.sum(a * b, axis=-1, keepdims=True) < 0.0, -b, b)
+    return 4.0 * np.arctan2(np.linalg.norm(a - b, axis=-1), np.linalg.norm(a + b, axis=-1))
+
+
+def quat_from_matrix(R: np.ndarray, *, scalar_first: bool = False) -> np.ndarray:
+    """Unit quaternions (..., 4) of rotations (..., 3, 3), scalar part >= 0 (scipy's canonical
+    sign); (x, y, z, w) as geometry_msgs, or (w, x, y, z) as MuJoCo with ``scalar_first``."""
+    R = _as_rotations(R)
+    q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat(canonical=True, scalar_first=scalar_first)
+    return q.reshape(R.shape[:-2] + (4,))
+
+
+def matrix_from_quat(q: np.ndarray, *, scalar_first: bool = False) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) of quaternions (..., 4) of any norm > 0 (normalised);
+    (x, y, z, w) order, or (w, x, y, z) with ``scalar_first``."""
+    q = np.asarray(q, dtype=float)
+    if q.ndim < 1 or q.shape[-1] != 4:
+        raise ValueError(f'quaternions must have last dimension 4, got {q.shape}')
+    R = Rotation.from_quat(q.reshape(-1, 4), scalar_first=scalar_first).as_matrix()
+    return R.reshape(q.shape[:-1] + (3, 3))
+
+
+def vector_angle(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
+    """Angle (radians, [0, π]) between vectors a, b (..., 3) of any non-zero length, broadcast:
+    atan2(|a × b|, a · b) (accurate also for nearly parallel vectors, unlike arccos)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    ang = np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1))
+    return float(ang) if ang.ndim == 0 else ang
 
 
 def is_rotation_matrix(R: np.ndarray, tol: float = 1e-6) -> bool:
@@ -117,6 +225,56 @@ def is_rotation_matrix(R: np.ndarray, tol: float = 1e-6) -> bool:
     R = np.asarray(R, dtype=float)
     return (R.shape == (3, 3) and bool(np.all(np.isfinite(R)))
             and np.allclose(R.T @ R, np.eye(3), atol=tol) and abs(np.linalg.det(R) - 1.0) < tol)
+
+
+# --------------------------------------------------------------------------------------------
+# Planes
+# --------------------------------------------------------------------------------------------
+
+class PlaneFitError(ValueError):
+    """The plane is not determined: fewer than 3 finite points, or all on one line / at one place."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaneFit:
+    """A least-squares plane n·p + offset = 0 through ``centroid``."""
+    centroid: np.ndarray          # (3,) in the input frame
+    normal: np.ndarray            # (3,) unit; oriented towards the viewpoint when one was given
+    singular_values: np.ndarray   # (3,) of the centred points, descending
+    rms_distance: float           # RMS point-to-plane distance, input units
+    n_points: int
+
+    @property
+    def offset(self) -> float:
+        """d of n·p + d = 0 (= −n·centroid)."""
+        return float(-self.normal @ self.centroid)
+
+
+def fit_plane(points: np.ndarray, viewpoint: Sequence[float] | np.ndarray | None = None, *,
+              collinear_rtol: float = COLLINEAR_RTOL) -> PlaneFit:
+    """Total least-squares plane through (N, 3) points (non-finite rows ignored) by SVD.
+
+    normal = the right-singular vector of the smallest singular value of the centred points;
+    with a ``viewpoint`` it is signed so that normal · (viewpoint − centroid) >= 0 (a viewpoint
+    in the plane leaves the SVD's sign: callers that need a side check for 0). Raises
+    PlaneFitError for fewer than 3 finite points, coincident points, or collinear ones (second
+    singular value <= collinear_rtol x the first; collinear_rtol=0 rejects only exact lines).
+    """
+    P = np.asarray(points, dtype=float)
+    if P.ndim != 2 or P.shape[1] != 3:
+        raise PlaneFitError(f'points must have shape (N, 3), got {P.shape}')
+    P = P[np.isfinite(P).all(1)]
+    if P.shape[0] < 3:
+        raise PlaneFitError(f'{P.shape[0]} finite point(s); a plane needs at least 3')
+    c = P.mean(0)
+    _, s, Vt = np.linalg.svd(P - c, full_matrices=False)
+    if s[0] <= 1e-12 or s[1] <= collinear_rtol * s[0]:
+        raise PlaneFitError(f'the points are collinear or coincident (singular values {s})')
+    n = Vt[2] / np.linalg.norm(Vt[2])
+    if viewpoint is not None and float(n @ (np.asarray(viewpoint, dtype=float).reshape(3) - c)) < 0:
+        n = -n
+    rms = float(np.sqrt(np.mean(((P - c) @ n) ** 2)))
+    return PlaneFit(centroid=c, normal=n, singular_values=s, rms_distance=rms, n_points=int(P.shape[0]))
 
 
 # --------------------------------------------------------------------------------------------

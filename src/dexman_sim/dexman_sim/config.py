@@ -73,7 +73,7 @@ class SimConfig(ConfigBase):
     # --- collision shapes of the objects
     collision: str = 'coacd'                 # 'coacd' (convex decomposition) | 'hull' (one convex hull)
     coacd_threshold: float = 0.05            # CoACD concavity threshold (its default)
-    coacd_max_hulls: int = 32                # upper bound on parts (-1: unbounded)
+    coacd_max_hulls: int = 16                # upper bound on parts (-1: unbounded); fewer = faster steps
     coacd_preprocess: str = 'auto'           # CoACD manifold pre-processing: 'auto' | 'on' | 'off'
     coacd_preprocess_resolution: int = 50    # CoACD default
     coacd_resolution: int = 2000             # CoACD sampling resolution (its default)

@@ -26,6 +26,7 @@ import pathlib
 import xml.etree.ElementTree as ET
 
 import numpy as np
+from dexman_common.config import ConfigBase
 
 from . import assets as _assets
 from .mirror import mat_to_quat, mirror_subtree
@@ -61,8 +62,13 @@ FACING_QUAT = np.array([np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])  # +90 
 
 
 @dataclasses.dataclass(frozen=True)
-class BuildOptions:
-    """Knobs of the assembly. The defaults are the project's model."""
+class BuildOptions(ConfigBase):
+    """Knobs of the assembly; values in config/retarget.yaml [robot_model]. The defaults are the
+    project's model."""
+
+    SECTION = 'robot_model'
+    YAML_FILE = 'retarget.yaml'
+
     lock_waist: bool = True          # weld the torso to the pelvis (tabletop work)
     hand_friction: float = HAND_FRICTION
     model_name: str = 'g1_shadow'

@@ -30,6 +30,10 @@ Rules (ours; the paper does not say how gaps are stored):
     metric mesh; Any6D-style estimate for an unscaled one, as the tracker node applies it), so the
     demonstration stores mesh × scale of the object's last valid observation.
   * fps = 1e9 / median(diff(stamps)): robust to frames dropped from the bag.
+  * Configuration. `provenance['config']` records the algorithm configuration the
+    demonstration was made with: `demo_assembly` (this assembly's `DemoAssemblyConfig`) and
+    `stages`, per stage what `set_stage_config` was given (the stage nodes publish the sections
+    they actually ran with, ROS-parameter overrides applied, on /dexman/perception/config).
 """
 from __future__ import annotations
 
@@ -39,11 +43,25 @@ from typing import Any, Iterable
 import numpy as np
 
 from dexman_common.artefacts.demonstration import Demonstration, DemonstrationError, DemoObject
+from dexman_common.config import ConfigBase
+
+from .perception_config import YAML_FILE, configured
 
 N_KEYPOINTS = 21
 HAND_NAMES = ('left', 'right')
 STATUS_TRACKING, STATUS_PREDICTED, STATUS_LOST = 0, 1, 2     # dexman_msgs/TrackedObject
 STATUS_NAMES = {STATUS_TRACKING: 'tracking', STATUS_PREDICTED: 'predicted', STATUS_LOST: 'lost'}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoAssemblyConfig(ConfigBase):
+    """Rules of the assembly (module docstring); values in config/perception.yaml [demo_assembly]."""
+
+    SECTION = 'demo_assembly'
+    YAML_FILE = YAML_FILE
+
+    accept_predicted: bool = True      # PREDICTED poses (point tracks only) with confidence > 0 count as valid
+    require_hands: bool = True         # no valid hand in any frame: no demonstration
 
 
 def tracked_pose_valid(status: int, confidence: float, T=None, *, accept_predicted: bool = True) -> bool:
@@ -102,9 +120,14 @@ def _check_T(T, what: str) -> np.ndarray:
 
 
 class DemoAssembly:
-    """Collects per-frame records and the scene alignment; builds a world-frame Demonstration."""
+    """Collects per-frame records and the scene alignment; builds a world-frame Demonstration.
 
-    def __init__(self) -> None:
+    config: a DemoAssemblyConfig (default: its defaults = config/perception.yaml [demo_assembly]);
+    keyword overrides (its fields) replace its values."""
+
+    def __init__(self, config: DemoAssemblyConfig | None = None, **overrides) -> None:
+        self.config = configured(DemoAssemblyConfig, config, overrides)
+        self.stage_configs: dict[str, dict[str, Any]] = {}
         self._frames: set[int] = set()
         self._hands: dict[int, _Hands] = {}
         self._objects: dict[int, dict[str, tuple[ObjectObservation, bool]]] = {}
@@ -165,6 +188,13 @@ class DemoAssembly:
         self.T_world_camera = T.copy()
         self.table_point = np.asarray(table_point, float).reshape(3).copy()
         self.table_normal = n / np.linalg.norm(n)
+
+    def set_stage_config(self, stage: str, config: dict[str, Any]) -> None:
+        """The algorithm configuration a stage ran with (JSON-able; the last one per stage is kept),
+        recorded in the demonstration's provenance."""
+        if not stage:
+            raise ValueError('a stage config needs the stage name')
+        self.stage_configs[str(stage)] = dict(config)
 
     def set_intrinsics(self, K) -> None:
         K = np.asarray(K, float).reshape(3, 3)
@@ -246,9 +276,10 @@ class DemoAssembly:
                 'duplicate_messages': int(self.duplicates)}
 
     # ---------------------------------------------------------------------------- build
-    def check(self, *, require_hands: bool = True) -> None:
-        """Raise DemonstrationError naming why no demonstration can be built (first reason)."""
-        self._kept_objects(require_hands=require_hands)
+    def check(self, *, require_hands: bool | None = None) -> None:
+        """Raise DemonstrationError naming why no demonstration can be built (first reason).
+        require_hands: None = the config's."""
+        self._kept_objects(require_hands=self.config.require_hands if require_hands is None else require_hands)
 
     def _kept_objects(self, *, require_hands: bool) -> list[str]:
         n = len(self._frames)
@@ -271,11 +302,14 @@ class DemoAssembly:
         return kept
 
     def build(self, demonstration_id: str, *, source_uri: str = '', provenance: dict | None = None,
-              require_hands: bool = True) -> tuple[Demonstration, dict[str, Any]]:
+              require_hands: bool | None = None) -> tuple[Demonstration, dict[str, Any]]:
         """The world-frame Demonstration and its meshes {object id: trimesh}; DemonstrationError
-        (with the reason) when none can be made."""
+        (with the reason) when none can be made. require_hands: None = the config's. The
+        provenance gets 'config' (module docstring)."""
         if not demonstration_id or '/' in demonstration_id or demonstration_id in ('.', '..'):
             raise ValueError(f'bad demonstration id {demonstration_id!r}')
+        if require_hands is None:
+            require_hands = self.config.require_hands
         kept = self._kept_objects(require_hands=require_hands)
         stamps = self.stamps
         n = stamps.size
@@ -320,6 +354,8 @@ class DemoAssembly:
         dropped = self.dropped_objects()
         if dropped:
             prov['dropped_objects'] = dropped
+        prov['config'] = {'demo_assembly': self.config.to_dict(),
+                          'stages': {k: self.stage_configs[k] for k in sorted(self.stage_configs)}}
         demo = Demonstration(
             demonstration_id=demonstration_id, fps=fps_from_stamps(stamps), stamps_ns=stamps,
             objects=[DemoObject(id=oid, label=self._labels.get(oid, oid), mesh_file=f'meshes/{oid}.obj')

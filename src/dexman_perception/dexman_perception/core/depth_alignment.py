@@ -46,9 +46,28 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from dexman_common.config import ConfigBase
+
+from .perception_config import YAML_FILE, configured
+
 BACKGROUND = None          # entity key of the "no entity" pixels in the report
 BACKGROUND_MODES = ('background', 'global', 'raw')
 OVERLAP_POLICIES = ('first', 'last', 'mean')
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthAlignmentConfig(ConfigBase):
+    """Tunables of B.1 (module docstring); values in config/perception.yaml [depth_alignment].
+    chunk_size / chunk_overlap: how the depth stage cuts the video into chunks for VGGT."""
+
+    SECTION = 'depth_alignment'
+    YAML_FILE = YAML_FILE
+
+    min_pixels: int = 20               # fewest usable overlap pixels for an entity's own fit
+    background: str = 'background'     # 'background' | 'global' | 'raw'
+    overlap_policy: str = 'first'      # 'first' | 'last' | 'mean'
+    chunk_size: int = 32               # frames per chunk
+    chunk_overlap: int = 8             # frames shared by consecutive chunks
 
 
 class DepthAlignmentError(ValueError):
@@ -163,9 +182,9 @@ def _label_map(frame_masks: Mapping[Hashable, np.ndarray] | None, order: list[Ha
 
 def align_depth_chunks(chunks: Sequence[DepthChunk | tuple[Sequence[int], np.ndarray]],
                        masks: Mapping[int, Mapping[Hashable, np.ndarray]],
-                       *, entities: Sequence[Hashable] | None = None, min_pixels: int = 20,
-                       background: str = 'background', overlap_policy: str = 'first',
-                       dtype=np.float32) -> DepthAlignmentResult:
+                       *, entities: Sequence[Hashable] | None = None,
+                       config: DepthAlignmentConfig | None = None, dtype=np.float32,
+                       **overrides) -> DepthAlignmentResult:
     """Align chunked relative depth chunk by chunk with per-entity affine maps (B.1).
 
     chunks: in video order; chunk k is (frames, depths (F_k, H, W)) with frames global frame
@@ -174,11 +193,15 @@ def align_depth_chunks(chunks: Sequence[DepthChunk | tuple[Sequence[int], np.nda
         an entry has no entity pixels).
     entities: the entity ids to align, in ownership priority order (default: every id in
         ``masks`` in order of first appearance); pixels of other ids count as background.
-    min_pixels: fewest usable overlap pixels for an entity's own fit (else the global fit).
-    background: 'background' | 'global' | 'raw', see the module docstring.
-    overlap_policy: 'first' | 'last' | 'mean', which chunk's aligned depth a shared frame gets.
+    config: a DepthAlignmentConfig (default: its defaults = config/perception.yaml
+        [depth_alignment]); keyword overrides replace its values:
+        min_pixels: fewest usable overlap pixels for an entity's own fit (else the global fit);
+        background: 'background' | 'global' | 'raw', see the module docstring;
+        overlap_policy: 'first' | 'last' | 'mean', which chunk's aligned depth a shared frame gets.
     dtype: dtype of the returned depth (fits are computed in float64).
     """
+    cfg = configured(DepthAlignmentConfig, config, overrides)
+    min_pixels, background, overlap_policy = cfg.min_pixels, cfg.background, cfg.overlap_policy
     if background not in BACKGROUND_MODES:
         raise ValueError(f'background must be one of {BACKGROUND_MODES}')
     if overlap_policy not in OVERLAP_POLICIES:

@@ -39,8 +39,25 @@ from typing import Sequence
 
 import numpy as np
 
+from dexman_common.camera import masked_depth_points
+from dexman_common.config import ConfigBase
+
+from .perception_config import YAML_FILE, configured
+
 HORIZONTAL_AXIS = 0          # camera_optical x (right in the image)
 PAPER_PERCENTILES = (0.0, 100.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class HandScaleConfig(ConfigBase):
+    """Tunables of B.2 (module docstring); values in config/perception.yaml [hand_metric_scale]."""
+
+    SECTION = 'hand_metric_scale'
+    YAML_FILE = YAML_FILE
+
+    axis: int = HORIZONTAL_AXIS                                  # 0 = camera x (the paper's horizontal)
+    depth_percentiles: tuple[float, float] = PAPER_PERCENTILES   # extent of the unprojected cloud
+    metric_percentiles: tuple[float, float] = PAPER_PERCENTILES  # extent of the metric hand
 
 
 class HandScaleError(ValueError):
@@ -69,17 +86,9 @@ def unproject(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None) 
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3) or not (K[0, 0] > 0 and K[1, 1] > 0):
         raise HandScaleError(f'bad intrinsics {K.tolist()}')
-    ok = np.isfinite(depth) & (depth > 0)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != depth.shape:
-            raise HandScaleError(f'mask {mask.shape} and depth {depth.shape} differ in shape')
-        ok &= mask
-    v, u = np.nonzero(ok)
-    z = depth[v, u]
-    x = (u - K[0, 2]) * z / K[0, 0]
-    y = (v - K[1, 2]) * z / K[1, 1]
-    return np.stack([x, y, z], axis=1)
+    if mask is not None and np.shape(mask) != depth.shape:
+        raise HandScaleError(f'mask {np.shape(mask)} and depth {depth.shape} differ in shape')
+    return masked_depth_points(depth, K, mask)
 
 
 def _extent(values: np.ndarray, percentiles: Sequence[float], what: str) -> tuple[float, float]:
@@ -93,17 +102,20 @@ def _extent(values: np.ndarray, percentiles: Sequence[float], what: str) -> tupl
 
 
 def hand_metric_scale(metric_hand_points: np.ndarray, depth: np.ndarray, hand_mask: np.ndarray,
-                      K: np.ndarray, *, axis: int = HORIZONTAL_AXIS,
-                      depth_percentiles: Sequence[float] = PAPER_PERCENTILES,
-                      metric_percentiles: Sequence[float] = PAPER_PERCENTILES) -> HandScaleResult:
+                      K: np.ndarray, *, config: HandScaleConfig | None = None,
+                      **overrides) -> HandScaleResult:
     """scale = (x_max^metric − x_min^metric) / (x_max^depth − x_min^depth)  (B.2).
 
     metric_hand_points: (P, 3) metric hand (HaMeR MANO vertices or keypoints) in camera_optical,
         metres; non-finite rows are ignored.
     depth: (H, W) relative depth of the same (first) frame; hand_mask: (H, W) bool hand mask;
-    K: 3x3 intrinsics of that image. axis: 0 = camera x (the paper's horizontal; 1 = y for a
-    rotated camera). The percentile pairs default to the paper's exact min/max.
+    K: 3x3 intrinsics of that image. config: a HandScaleConfig (default: its defaults =
+    config/perception.yaml [hand_metric_scale]); keyword overrides replace its values: axis
+    (0 = camera x, the paper's horizontal; 1 = y for a rotated camera), depth_percentiles,
+    metric_percentiles (default: the paper's exact min/max).
     """
+    cfg = configured(HandScaleConfig, config, overrides)
+    axis, depth_percentiles, metric_percentiles = cfg.axis, cfg.depth_percentiles, cfg.metric_percentiles
     M = np.asarray(metric_hand_points, dtype=np.float64)
     if M.ndim != 2 or M.shape[1] != 3:
         raise HandScaleError(f'metric_hand_points must be (P, 3), got {M.shape}')

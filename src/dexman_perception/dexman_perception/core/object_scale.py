@@ -14,16 +14,16 @@ Search (our calls where the paper is silent)
     * Initial guess: the ratio of the largest principal extent of the masked depth cloud
       (2nd-98th percentile, depth outliers dropped) to that of the mesh's surface. A partial view
       can under- or overestimate it, hence the wide grid.
-    * Coarse pass: ``n_coarse`` (11) scales on a geometric grid from guess/``span`` to
-      guess·``span`` (span 1.5: -33 % .. +50 %, ~8.4 % apart), each registered from scratch with
+    * Coarse pass: ``n_coarse`` scales on a geometric grid from guess/``span`` to
+      guess·``span``, each registered from scratch with
       ``refiner.register`` (the paper: FoundationPose registration per candidate) and, with
       ``pca_inits`` (default), also refined from the 4 poses that align the model's principal
       axes with the observed cloud's (IcpRefiner.register only tries camera-aligned
       orientations, which fails on e.g. a slab seen by a tilted camera at 320x240); the
       best-scoring pose is kept. When the best scale lies on the grid's end, the grid is extended
       past it by up to ``max_extend`` x 3 steps.
-    * Fine pass: ``n_fine`` (4) scales on each side of the best coarse scale, up to its
-      neighbours (~1.7 % apart with the defaults), each refined with ``refiner.refine`` from the
+    * Fine pass: ``n_fine`` scales on each side of the best coarse scale, up to its
+      neighbours, each refined with ``refiner.refine`` from the
       best coarse pose (its translation shifted so that the scaled mesh keeps its bounding-box
       centre where it was); then one more refine at the vertex of the parabola (in log scale)
       through the best and its two neighbours. ``n_fine=0`` skips both. Explicit ``candidates``
@@ -51,11 +51,11 @@ for every scale, as the F-measure of two fractions:
 
   Both terms compare the model's outline with the union of the mask's pixel cells, which is an
   area-unbiased stand-in for the object's outline: at the right scale the expected penalties
-  on either side balance (hand-computed plate: score 1.00 at 1x, 0.95 at 0.95x and 1.05x).
+  on either side balance (tests/test_object_scale.py checks a hand-computed plate).
   The silhouette is the model's triangles filled on a 4x supersampled raster; observed depth
   at a sample is interpolated bilinearly within the mask (or outside it), so in-pixel depth
   changes of sloped surfaces do not count as residual. Surface samples are area-uniform
-  (seeded), ``sample_px`` (0.7) pixel footprints apart at the object's depth, the same spacing
+  (seeded), ``sample_px`` pixel footprints apart at the object's depth, the same spacing
   in metres at every scale.
   Visible samples are ignored where the observed surface lies more than ``tau`` in front of them
   outside the object mask (an occluder such as a hand), or where the depth is invalid inside the
@@ -65,15 +65,14 @@ for every scale, as the F-measure of two fractions:
   ``score='refiner'`` uses the refiner's own score instead (FoundationPose's learned score; with
   IcpRefiner it biases the choice towards large scales).
 
-Measured (bench/perception_hands_depth.py and tests): true mesh scaled by 0.6 or 1.5, first
-frame of synthetic cases, clean depth, IcpRefiner: 640x480, 7 objects: within 0.3 % .. 4.4 %
-(median ~0.5 %), 7-14 s per object on 2 shared cores; 320x240: within 5 % (2.5-6 s).
+Tunables: ``ScaleSearchConfig`` (config/perception.yaml [object_scale]); measured accuracy and
+run time: docs/perception.md (with the command).
 
 Frames and units (REP 103): camera_optical (OpenCV: z forward, x right, y down), metres; depth
 (H, W) metres, 0/NaN/inf = unknown; mask (H, W) bool; K (3, 3), pixel centres at integer
 coordinates. The mesh may be in any unit (Trellis: unit-ish size): ``scale`` is metres per mesh
-unit. ``score`` in [0, 1], higher is better; a best score below ~0.6 means no candidate was
-registered well, and the scale is then not to be trusted.
+unit. ``score`` in [0, 1], higher is better; a low best score means no candidate was
+registered well, and the scale is then not to be trusted (docs/perception.md).
 
 Nothing here imports rclpy.
 """
@@ -88,10 +87,34 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from dexman_common.camera import masked_depth_points
+from dexman_common.config import ConfigBase
+
+from .perception_config import YAML_FILE, configured
 from .stages import PoseEstimate, StageFailure
 
 SCORES = ('bidirectional', 'refiner')
 SUPERSAMPLE = 4                  # raster of the model's outline, per pixel
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSearchConfig(ConfigBase):
+    """Tunables of the scale search and its score (module doc); values in config/perception.yaml
+    [object_scale]."""
+
+    SECTION = 'object_scale'
+    YAML_FILE = YAML_FILE
+
+    n_coarse: int = 11               # scales on the coarse geometric grid
+    span: float = 1.5                # the grid runs from guess / span to guess x span
+    n_fine: int = 4                  # fine scales on each side of the best coarse one (0: no fine pass)
+    max_extend: int = 2              # extensions of the grid past its end (3 steps each)
+    score: str = 'bidirectional'     # 'bidirectional' | 'refiner'
+    tau: float = 0.006               # m, residual scale of the score's kernel
+    sample_px: float = 0.7           # model surface sample spacing, pixel footprints at the object's depth
+    max_samples: int = 30000         # most model surface samples
+    max_obs_points: int = 3000       # most observed points (evenly subsampled)
+    pca_inits: bool = True           # also refine from the 4 principal-axis alignments
 
 
 class ObjectScaleError(ValueError):
@@ -168,11 +191,7 @@ def observed_points(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
         inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         if inner.sum() >= 25:
             m = inner
-    with np.errstate(invalid='ignore'):
-        ok = m & np.isfinite(d) & (d > 0)
-    v, u = np.nonzero(ok)
-    z = d[v, u]
-    return np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], axis=1)
+    return masked_depth_points(d, K, m)
 
 
 def _robust_cloud(P: np.ndarray) -> np.ndarray:
@@ -404,11 +423,13 @@ def _check_inputs(depth, mask, K):
 
 
 def score_pose(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, mesh, T_camera_object: np.ndarray,
-               *, tau: float = 0.006, occluder_mask: np.ndarray | None = None,
-               sample_px: float = 0.7, max_samples: int = 30000,
-               max_obs_points: int = 3000) -> tuple[float, float, float]:
+               *, occluder_mask: np.ndarray | None = None, config: ScaleSearchConfig | None = None,
+               **overrides) -> tuple[float, float, float]:
     """(score, fit, coverage) of ``mesh`` (metric, as is) at ``T_camera_object`` against the
-    observed depth and object mask: the scale-fair score of the module doc."""
+    observed depth and object mask: the scale-fair score of the module doc. config / keyword
+    overrides: ScaleSearchConfig (tau, sample_px, max_samples, max_obs_points are used)."""
+    cfg = configured(ScaleSearchConfig, config, overrides)
+    tau, sample_px, max_samples, max_obs_points = cfg.tau, cfg.sample_px, cfg.max_samples, cfg.max_obs_points
     d, m, K = _check_inputs(depth, mask, K)
     V, F = _mesh_arrays(mesh)
     obs, P = _observation(d, m, K, occluder_mask, max_obs_points)
@@ -480,11 +501,8 @@ def _parabola_vertex(x: np.ndarray, y: np.ndarray) -> float | None:
 
 def estimate_object_scale(refiner, rgb: np.ndarray | None, depth: np.ndarray, mask: np.ndarray,
                           mesh, K: np.ndarray, candidates: Sequence[float] | None = None, *,
-                          n_coarse: int = 11, span: float = 1.5, n_fine: int = 4,
-                          max_extend: int = 2, score: str = 'bidirectional', tau: float = 0.006,
-                          occluder_mask: np.ndarray | None = None, sample_px: float = 0.7,
-                          max_samples: int = 30000, max_obs_points: int = 3000,
-                          initial_scale: float | None = None, pca_inits: bool = True) -> ScaleResult:
+                          occluder_mask: np.ndarray | None = None, initial_scale: float | None = None,
+                          config: ScaleSearchConfig | None = None, **overrides) -> ScaleResult:
     """Any6D-style scale search (see the module doc). Returns the best-scoring candidate.
 
     refiner: a PoseRefiner (register / refine); rgb: (H, W, 3) uint8 (passed to the refiner;
@@ -496,10 +514,17 @@ def estimate_object_scale(refiner, rgb: np.ndarray | None, depth: np.ndarray, ma
     align the model's principal axes with the observed cloud's (see ``pca_initial_poses``)
     and keep the best-scoring of the 5 poses.
     occluder_mask: (H, W) bool, where occluders (hands) may hide the object (None: anywhere).
+    config: a ScaleSearchConfig (default: its defaults = config/perception.yaml [object_scale]);
+    keyword overrides (its fields: n_coarse, span, n_fine, max_extend, score, tau, sample_px,
+    max_samples, max_obs_points, pca_inits) replace its values.
     Raises ObjectScaleError on an empty mask, too few valid depth pixels in it, a degenerate mesh
     or bad options.
     """
     t_start = time.perf_counter()
+    cfg = configured(ScaleSearchConfig, config, overrides)
+    n_coarse, span, n_fine, max_extend, score = cfg.n_coarse, cfg.span, cfg.n_fine, cfg.max_extend, cfg.score
+    tau, sample_px, max_samples, max_obs_points = cfg.tau, cfg.sample_px, cfg.max_samples, cfg.max_obs_points
+    pca_inits = cfg.pca_inits
     if score not in SCORES:
         raise ObjectScaleError(f'score must be one of {SCORES}, got {score!r}')
     d, m, K = _check_inputs(depth, mask, K)

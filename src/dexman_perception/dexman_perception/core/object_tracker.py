@@ -51,12 +51,41 @@ from typing import Sequence
 import numpy as np
 
 from dexman_common import geometry as rt
+from dexman_common.camera import project_points
+from dexman_common.config import ConfigBase
 
 from . import track_propagation as tp
+from .perception_config import YAML_FILE, configured
 from .pose_trajectory import PoseTrajectory
 
 MODES = ('fused', 'refiner', 'tracks')
 STATUSES = ('tracking', 'predicted', 'lost')
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerConfig(ConfigBase):
+    """Tunables of the fused tracker (module docstring); values in config/perception.yaml [tracker]."""
+
+    SECTION = 'tracker'
+    YAML_FILE = YAML_FILE
+
+    mode: str = 'fused'                 # 'fused' | 'refiner' | 'tracks' (paper Table 1 ablations)
+    n_queries: int = 200                # point tracks sampled in the first mask
+    ransac_threshold: float | None = 0.01   # m, RANSAC inlier distance of the track step (None: plain LSQ)
+    min_tracks: int = 6                 # fewest usable 3D tracks for a track step
+    track_sigma: float = 0.0003         # m, pose noise added per track step
+    track_sigma_rmse: float = 2.0       # x the Kabsch inlier RMSE, added to track_sigma
+    lost_sigma: float = 0.03            # m, pose noise of a step without usable tracks
+    gate_chi2: float = 22.5             # normalised innovation squared above which the two disagree
+    min_coverage: float = 0.4           # mask / silhouette at T_init above which the refinement wins a disagreement
+    initial_sigma: float = 0.002        # m, pose covariance at registration (rotations / radius)
+    max_speed: float | None = 1.0       # m/s, fastest plausible object motion (None: no check)
+    max_gap_s: float = 0.25             # s, the jump allowance grows with the time since the last valid pose up to this
+    jump_noise: float = 0.02            # m, pose noise allowed on top of max_speed x time
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
 
 
 @dataclasses.dataclass
@@ -148,27 +177,28 @@ class ObjectPoseStream:
     """Online object pose tracking (one object): start(frame 0) then step(frame k) -> FramePose.
 
     refiner: a PoseRefiner (default: the registry's CPU default); tracker: a point tracker with
-    `stream(K)` (default: the registry's); mode: 'fused' | 'refiner' | 'tracks' (see the module
-    docstring); n_queries: tracks sampled in the first mask; ransac_threshold (m) and min_tracks:
-    of the track step (track_propagation.propagate_pose_from_tracks); track_sigma (m),
-    track_sigma_rmse, lost_sigma (m), gate_chi2: of the fusion (module docstring); max_speed (m/s),
-    max_gap_s: the plausibility check of `_out` (only with step(..., dt)). `Sigma` is the
+    `stream(K)` (default: the registry's); config: a TrackerConfig (default: its defaults, which
+    equal config/perception.yaml [tracker]); mode and keyword overrides (any TrackerConfig field:
+    n_queries, ransac_threshold, min_tracks of the track step; track_sigma, track_sigma_rmse,
+    lost_sigma, gate_chi2, min_coverage of the fusion; max_speed, max_gap_s, jump_noise of the
+    plausibility check of `_out`, only with step(..., dt)) replace its values. `Sigma` is the
     current 6x6 pose covariance (object-frame twist (ω, u)), fused mode."""
 
-    def __init__(self, refiner=None, tracker=None, mode: str = 'fused', n_queries: int = 200,
-                 ransac_threshold: float = 0.01, min_tracks: int = 6, *, track_sigma: float = 0.0003,
-                 track_sigma_rmse: float = 2.0, lost_sigma: float = 0.03, gate_chi2: float = 22.5,
-                 min_coverage: float = 0.4, max_speed: float | None = 1.0, max_gap_s: float = 0.25,
-                 _tracks=None):
-        if mode not in MODES:
-            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
-        self.track_sigma = track_sigma
-        self.track_sigma_rmse = track_sigma_rmse
-        self.lost_sigma = lost_sigma
-        self.gate_chi2 = gate_chi2
-        self.min_coverage = min_coverage
-        self.max_speed = max_speed
-        self.max_gap_s = max_gap_s
+    def __init__(self, refiner=None, tracker=None, mode: str | None = None, *,
+                 config: TrackerConfig | None = None, _tracks=None, **overrides):
+        if mode is not None:
+            if mode not in MODES:
+                raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+            overrides['mode'] = mode
+        cfg = self.config = configured(TrackerConfig, config, overrides)
+        mode = cfg.mode
+        self.track_sigma = cfg.track_sigma
+        self.track_sigma_rmse = cfg.track_sigma_rmse
+        self.lost_sigma = cfg.lost_sigma
+        self.gate_chi2 = cfg.gate_chi2
+        self.min_coverage = cfg.min_coverage
+        self.max_speed = cfg.max_speed
+        self.max_gap_s = cfg.max_gap_s
         self._t = 0.0                                               # seconds since start (from step dt)
         self._dt_known = False
         self._last_valid: tuple[float, np.ndarray] | None = None   # (time, position) of the last valid pose
@@ -177,9 +207,9 @@ class ObjectPoseStream:
         from .backends import registry
         self.refiner = refiner if refiner is not None else registry.create('pose', registry.default('pose'))
         self.mode = mode
-        self.n_queries = n_queries
-        self.ransac_threshold = ransac_threshold
-        self.min_tracks = min_tracks
+        self.n_queries = cfg.n_queries
+        self.ransac_threshold = cfg.ransac_threshold
+        self.min_tracks = cfg.min_tracks
         self._precomputed = _tracks
         self.tracker = tracker
         if mode != 'refiner' and _tracks is None:
@@ -217,7 +247,7 @@ class ObjectPoseStream:
         V = np.asarray(getattr(mesh, 'vertices', np.zeros((2, 3))), np.float64).reshape(-1, 3)
         self._radius = max(0.5 * float(np.linalg.norm(np.ptp(V, axis=0))), 1e-3) if len(V) else 0.05
         self._scale = np.array([self._radius] * 3 + [1.0] * 3)
-        self.Sigma = self._iso(0.002)
+        self.Sigma = self._iso(self.config.initial_sigma)
         xy, ids, p3 = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3))
         if self.mode != 'refiner':
             if self._precomputed is not None:
@@ -290,7 +320,7 @@ class ObjectPoseStream:
         `gate_chi2`), the refinement alone when the mask covers at least min_coverage of the
         silhouette at T_init, else None (keep the prediction)."""
         E = rt.invert_transform(T_init) @ est.T_camera_object
-        xi = np.concatenate([_log_rotation(E[:3, :3]), E[:3, 3]])
+        xi = np.concatenate([rt.axis_angle_from_rotation(E[:3, :3]), E[:3, 3]])
         L_pred = np.linalg.inv(S_pred)
         S_post = np.linalg.inv(L_pred + info)
         S_post = 0.5 * (S_post + S_post.T)
@@ -328,10 +358,10 @@ class ObjectPoseStream:
             # most max_speed (m/s); a pose farther from the last valid one -- refined onto a mask
             # that latched onto something else -- is rejected. The allowance grows with the time
             # since that pose up to max_gap_s: an object that moved farther while lost is not
-            # re-acquired rather than re-acquired onto something else. 2 cm for pose noise.
+            # re-acquired rather than re-acquired onto something else. jump_noise for pose noise.
             t0, p0 = self._last_valid
             jump = float(np.linalg.norm(T[:3, 3] - p0))
-            if jump > self.max_speed * min(self._t - t0, self.max_gap_s) + 0.02:
+            if jump > self.max_speed * min(self._t - t0, self.max_gap_s) + self.config.jump_noise:
                 reason = f'implausible jump of {jump:.2f} m in {self._t - t0:.2f} s'
                 valid, status, T = False, 'lost', self.T if self.T is not None else T
         if valid:
@@ -360,7 +390,7 @@ def project_mask(mesh, T_camera_object: np.ndarray, K: np.ndarray, shape: tuple[
     front = V[:, 2] > 1e-3
     F = F[front[F].all(1)]
     if len(F):
-        uv = V[:, :2] / np.where(front, V[:, 2], 1.0)[:, None] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+        uv = project_points(V, K)                  # NaN behind the camera: those faces are gone
         tri = np.round(np.clip(uv[F], -4 * max(h, w), 4 * max(h, w)) * 4).astype(np.int32)
         e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
         facing = (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) > 0   # camera-facing (image y down)
@@ -376,33 +406,25 @@ def project_mask(mesh, T_camera_object: np.ndarray, K: np.ndarray, shape: tuple[
     return zmap if with_depth else out.astype(bool)
 
 
-def _log_rotation(R: np.ndarray) -> np.ndarray:
-    """Axis-angle vector of a rotation matrix (small angles exactly; scipy near π)."""
-    c = float(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    ang = float(np.arccos(c))
-    if ang < 1e-6:
-        return 0.5 * w
-    if ang > np.pi - 1e-3:
-        return rt.axis_angle_from_rotation(R)
-    return w * (ang / (2.0 * np.sin(ang)))
-
-
 def _exp_twist(xi: np.ndarray) -> np.ndarray:
     return rt.make_transform(rt.rotation_from_axis_angle(xi[:3]), xi[3:])
 
 
 def track_object(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None,
                  masks: Sequence[np.ndarray | None], mesh, K: np.ndarray, *, refiner=None,
-                 tracker=None, mode: str = 'fused', T0: np.ndarray | None = None,
-                 tracks=None, n_queries: int = 200, ransac_threshold: float = 0.01,
-                 min_tracks: int = 6) -> ObjectTrackResult:
+                 tracker=None, mode: str | None = None, T0: np.ndarray | None = None,
+                 tracks=None, config: TrackerConfig | None = None, **overrides) -> ObjectTrackResult:
     """Track one object through a clip. masks: per-frame bool masks (None/empty = vanished).
     tracks: precomputed PointTracks with positions_3d (else `tracker` is run: online when it has
-    `stream`, else on queries sampled in the first mask for the whole clip first). Returns poses,
-    validity and reasons per frame. The batch form of ObjectPoseStream."""
-    if mode not in MODES:
-        raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+    `stream`, else on queries sampled in the first mask for the whole clip first). config, mode
+    and keyword overrides (TrackerConfig fields) as ObjectPoseStream. Returns poses, validity and
+    reasons per frame. The batch form of ObjectPoseStream."""
+    if mode is not None:
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        overrides['mode'] = mode
+    config = configured(TrackerConfig, config, overrides)
+    mode, n_queries = config.mode, config.n_queries
     from .backends import registry
     if refiner is None:
         refiner = registry.create('pose', registry.default('pose'))
@@ -426,8 +448,7 @@ def track_object(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray] | No
                 tracks = tracker.track(frames, q, depths, K, masks=masks)
             except TypeError:   # a backend without mask support
                 tracks = tracker.track(frames, q, depths, K)
-    stream = ObjectPoseStream(refiner, tracker, mode, n_queries, ransac_threshold, min_tracks,
-                              _tracks=tracks)
+    stream = ObjectPoseStream(refiner, tracker, config=config, _tracks=tracks)
     out = [stream.start(frames[0], dep(0), masks[0], mesh, K, T0)]
     for k in range(1, n):
         out.append(stream.step(frames[k], dep(k), masks[k]))

@@ -28,10 +28,11 @@ T_camera_object), hand keypoints and the table cloud (helpers below).
 
 Our calls where the paper is silent: the normal orientation rule above; the minimal rotation for
 R_g (its yaw is free and fixed by R_f anyway); the hip vector's vertical component is dropped
-before R_f; the robot pelvis default (0, 0, 0.793) m is the Unitree G1 standing pelvis height of
-MuJoCo Menagerie's g1.xml; the default reach box (x ∈ [−0.5, 0.5], y ∈ [0.15, 0.6] m, z free) is
-ours - pass the robot's own. All inputs must share one metric camera frame (4D-Humans joints
-expressed in the same camera frame and scale as the depth).
+before R_f; the robot pelvis default is the Unitree G1 standing pelvis of MuJoCo Menagerie's
+g1.xml; the default reach box is ours - pass the robot's own. Both, and the scene stage's table
+and body settings, are ``SceneAlignmentConfig`` (config/perception.yaml [scene_alignment]). All
+inputs must share one metric camera frame (4D-Humans joints expressed in the same camera frame
+and scale as the depth).
 
 Nothing here imports rclpy.
 """
@@ -42,8 +43,14 @@ from typing import Sequence
 
 import numpy as np
 
-ROBOT_PELVIS_DEFAULT = (0.0, 0.0, 0.793)
+from dexman_common.geometry import PlaneFit, PlaneFitError, fit_plane
+
+from dexman_common.config import ConfigBase
+
+from .perception_config import YAML_FILE
+
 COLLINEAR_RTOL = 1e-6
+REACH_REGIONS = ('box', 'sphere')
 
 
 class SceneAlignmentError(ValueError):
@@ -55,16 +62,21 @@ class SceneAlignmentError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class ReachBox:
+class ReachBox(ConfigBase):
     """Axis-aligned reach box in world: x, y, z ranges (use ±inf for a free axis).
 
-    Default: the G1 + Shadow workspace in front of the robot (robot at the origin facing +y).
-    The G1 arm reaches 0.46 m from a shoulder 0.29 m above the pelvis; y in [0.10, 0.45] m keeps
-    the table-top entities inside it (measured on the synthetic suite: unreachable wrist frames
-    153 -> 35 of 450 against y in [0.15, 0.60])."""
+    Default: the G1 + Shadow workspace in front of the robot (robot at the origin facing +y),
+    chosen so that the table-top entities stay inside the G1 arm's reach (docs/perception.md has
+    the measurement)."""
     x: tuple[float, float] = (-0.5, 0.5)
     y: tuple[float, float] = (0.10, 0.45)
     z: tuple[float, float] = (-np.inf, np.inf)
+
+    def __post_init__(self):
+        for name in ('x', 'y', 'z'):
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ValueError(f'reach box {name} must be [min, max] with min <= max, got {[lo, hi]}')
 
     def y_interval(self, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per point, the Δy interval [lo, hi] that puts it inside (lo > hi: impossible)."""
@@ -80,7 +92,7 @@ class ReachBox:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReachSphere:
+class ReachSphere(ConfigBase):
     """Reach ball in world: |p − center| <= radius (e.g. centred between the shoulders)."""
     center: tuple[float, float, float] = (0.0, 0.2, 1.0)
     radius: float = 0.6
@@ -96,6 +108,49 @@ class ReachSphere:
 
     def contains(self, P: np.ndarray) -> np.ndarray:
         return np.linalg.norm(P - np.asarray(self.center, dtype=float), axis=1) <= self.radius
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneAlignmentConfig(ConfigBase):
+    """Tunables of the scene stage (B.4): the robot, the reach region, and how the scene node finds
+    the table and the body; values in config/perception.yaml [scene_alignment]."""
+
+    SECTION = 'scene_alignment'
+    YAML_FILE = YAML_FILE
+
+    robot_pelvis: tuple[float, float, float] = (0.0, 0.0, 0.793)   # m, world (G1 standing, Menagerie g1.xml)
+    reach_shift: bool = True            # shift along world y so the first-frame entities are in reach
+    reach_region: str = 'box'           # 'box' | 'sphere'
+    reach_box: ReachBox = ReachBox()
+    reach_sphere: ReachSphere = ReachSphere()
+    body_frames: int = 5                # hips/pelvis = median of the first this many valid bodies
+    max_wait_frames: int = 30           # give up on a body / table plane after this many frames
+    plane_threshold: float = 0.01       # m, RANSAC inlier distance of the table plane
+    ransac_iterations: int = 300
+    ring_inner_px: int = 2              # table ring: pixels kept clear of every labelled mask
+    ring_outer_px: int = 0              # table ring width around the objects; 0: ring_outer_fraction x min(H, W)
+    ring_outer_fraction: float = 0.08
+    ring_outer_min_px: int = 8
+    min_table_points: int = 50          # fewest table-plane inliers accepted
+    seed: int = 0                       # RANSAC seed
+
+    def __post_init__(self):
+        if self.reach_region not in REACH_REGIONS:
+            raise ValueError(f'reach_region must be one of {REACH_REGIONS}, got {self.reach_region!r}')
+        for name in ('body_frames', 'max_wait_frames', 'ransac_iterations', 'min_table_points'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.plane_threshold <= 0 or self.ring_inner_px < 0 or self.ring_outer_px < 0:
+            raise ValueError('plane_threshold must be > 0 and the ring widths >= 0')
+
+    def reach(self) -> ReachBox | ReachSphere | None:
+        """The reach region ``align_scene`` shifts into (None: reach_shift off)."""
+        if not self.reach_shift:
+            return None
+        return self.reach_box if self.reach_region == 'box' else self.reach_sphere
+
+
+ROBOT_PELVIS_DEFAULT = SceneAlignmentConfig.robot_pelvis
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,15 +171,6 @@ def _vec3(a, name: str) -> np.ndarray:
     return a
 
 
-@dataclasses.dataclass(frozen=True)
-class PlaneFit:
-    centroid: np.ndarray          # (3,) metres, in the input frame
-    normal: np.ndarray            # (3,) unit, oriented towards the viewpoint
-    singular_values: np.ndarray   # (3,) descending
-    rms_distance: float           # RMS point-to-plane distance, metres
-    n_points: int
-
-
 def fit_plane_svd(points: np.ndarray, viewpoint: Sequence[float] = (0.0, 0.0, 0.0)) -> PlaneFit:
     """Plane through (N, 3) points by SVD: normal = right-singular vector of the smallest singular
     value of the centred points, signed so that normal · (viewpoint − centroid) > 0 (default
@@ -132,18 +178,14 @@ def fit_plane_svd(points: np.ndarray, viewpoint: Sequence[float] = (0.0, 0.0, 0.
     P = _points(points, 'table points')
     if P.shape[0] < 3:
         raise SceneAlignmentError(f'{P.shape[0]} finite table point(s); need at least 3')
-    c = P.mean(0)
-    _, s, Vt = np.linalg.svd(P - c, full_matrices=False)
-    if s[0] <= 1e-12 or s[1] <= COLLINEAR_RTOL * s[0]:
-        raise SceneAlignmentError(f'table points are collinear or coincident (singular values {s})')
-    n = Vt[2] / np.linalg.norm(Vt[2])
-    side = float(n @ (_vec3(viewpoint, 'viewpoint') - c))
-    if side < 0:
-        n = -n
-    elif side == 0:
+    view = _vec3(viewpoint, 'viewpoint')
+    try:
+        plane = fit_plane(P, view, collinear_rtol=COLLINEAR_RTOL)
+    except PlaneFitError as e:
+        raise SceneAlignmentError(f'table points: {e}') from None
+    if float(plane.normal @ (view - plane.centroid)) == 0:
         raise SceneAlignmentError('the viewpoint lies in the table plane: the up side is undefined')
-    rms = float(np.sqrt(np.mean(((P - c) @ n) ** 2)))
-    return PlaneFit(centroid=c, normal=n, singular_values=s, rms_distance=rms, n_points=int(P.shape[0]))
+    return plane
 
 
 def rotation_between_vectors(a: np.ndarray, b: np.ndarray) -> np.ndarray:

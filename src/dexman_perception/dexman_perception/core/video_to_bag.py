@@ -37,6 +37,7 @@ import numpy as np
 
 from dexman_common.bag_reader import make_typestore
 from dexman_common.image_codec import encode_compressed
+from dexman_common.stamps import ns_to_sec_nanosec
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'
@@ -246,7 +247,7 @@ def convert_video(video: str | os.PathLike, bag: str | os.PathLike, *,
                 if resize is not None and (width, height) != (src_w, src_h):
                     frame = cv2.resize(frame, (width, height), interpolation=interp)
                 stamp_ns = _stamp_ns(start_ns, rate, count)
-                sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+                sec, nanosec = ns_to_sec_nanosec(stamp_ns)
                 header = T['std_msgs/msg/Header'](
                     stamp=T['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec),
                     frame_id=frame_id)

@@ -27,6 +27,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 
 from dexman_common.bag_reader import CAMERA_INFO_TYPE, IMAGE_TYPES, BagError, BagReader
+from dexman_common.stamps import seconds_to_ns
 from dexman_common.ros.node_util import (ParamError, declare, import_message, latched_qos,
                        reliable_qos, run_main, sensor_qos, sleep_until)
 
@@ -296,7 +297,7 @@ class BagPlayer(Node):
         topics = list(pubs)
         if bag.message_count == 0:
             raise PlaybackFailed(f'bag {self.bag_uri} holds no messages')
-        start_ns = bag.start_ns + round(self.start_offset_s * 1e9)
+        start_ns = bag.start_ns + seconds_to_ns(self.start_offset_s)
         if start_ns > bag.end_ns:
             raise PlaybackFailed(
                 f'start_offset_s {self.start_offset_s:g} is beyond the end of the bag '

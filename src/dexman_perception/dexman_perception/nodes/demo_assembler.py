@@ -10,7 +10,10 @@ history: it matches the player's best-effort and reliable publishers), whose sta
 frames of the bag. Every stamp seen is a frame of the demonstration; a frame without a stage's
 output is recorded invalid (core.demo_assembly has the rules: tracked poses count when TRACKING,
 or PREDICTED with confidence > 0 unless accept_predicted is false; meshes are scaled by the
-tracker's scale).
+tracker's scale). Settings: config_file [demo_assembly]; the parameters accept_predicted and
+require_hands override it when set. /dexman/perception/config (transient local): what every stage
+ran with (nodes/config_params.py), recorded with this assembly's settings in the demonstration's
+provenance ('config').
 
 It assembles once: when the bag player reported FINISHED and every stage in `wait_for_stages` is
 STOPPED, or DONE with every per-frame output received (hands, tracking: as many messages as the
@@ -36,6 +39,7 @@ default demonstration_id: <bag name>_<UTC time YYYYmmddTHHMMSSZ>.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pathlib
 import re
@@ -49,10 +53,12 @@ from rclpy.node import Node
 from dexman_msgs.msg import (DemonstrationInfo, Hands3D, ObjectMesh, PlaybackStatus, SceneAlignment,
                              StageStatus, TrackedObjectArray)
 from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import String
 
 from dexman_common.artefacts import demonstration as dm
 from dexman_common.atomic_io import write_json_atomic
-from ..core.demo_assembly import DemoAssembly, ObjectObservation, stage_entry, tracked_pose_valid
+from ..core.demo_assembly import DemoAssembly, DemoAssemblyConfig, ObjectObservation, stage_entry, tracked_pose_valid
+from . import config_params
 from . import perception_msgs as pm
 from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_keep_all_qos, run_main, sensor_qos
 from .stage_node import PLAYBACK_TOPIC, STATUS_TOPIC
@@ -115,10 +121,14 @@ class DemoAssembler(Node):
         self.wait_for_stages = declare(self, 'wait_for_stages', ['hands', 'tracking', 'mesh', 'scene'],
                                        'stages that must be DONE or STOPPED before assembling', list,
                                        read_only=True)
-        self.accept_predicted = declare(self, 'accept_predicted', True, 'count PREDICTED object poses '
-                                        '(point tracks only) with confidence > 0 as valid', bool, read_only=True)
-        self.require_hands = declare(self, 'require_hands', True, 'refuse a demonstration without a valid '
-                                     'hand in any frame', bool, read_only=True)
+        self.config_file = config_params.declare_config_file(self)
+        cfg = config_params.load_config(DemoAssemblyConfig, self.config_file)
+        cfg = config_params.override(self, cfg, 'accept_predicted', 'count PREDICTED object poses (point '
+                                     'tracks only) with confidence > 0 as valid; overrides config_file '
+                                     '[demo_assembly]')
+        cfg = config_params.override(self, cfg, 'require_hands', 'refuse a demonstration without a valid '
+                                     'hand in any frame; overrides config_file [demo_assembly]')
+        self.accept_predicted, self.require_hands = cfg.accept_predicted, cfg.require_hands
         self.overwrite = declare(self, 'overwrite', False, 'replace an existing demonstration of the same id '
                                  '(atomically); false: refuse, exit 3', bool, read_only=True)
         self.world_frame = declare(self, 'world_frame', 'world', 'name of the world frame', str, read_only=True)
@@ -127,7 +137,7 @@ class DemoAssembler(Node):
         if self.finish_timeout_s <= 0 or self.settle_s < 0:
             raise ParamError('finish_timeout_s must be > 0 and settle_s >= 0')
 
-        self.asm = DemoAssembly()
+        self.asm = DemoAssembly(cfg)
         self.received = {'camera_info': 0, 'hands': 0, 'objects': 0, 'meshes': 0, 'scene': 0}
         self.mesh_msgs: dict[str, ObjectMesh] = {}
         self.scene: SceneAlignment | None = None
@@ -150,6 +160,7 @@ class DemoAssembler(Node):
         self.create_subscription(CameraInfo, '/camera/camera_info', self._on_info, sensor_qos(1000))
         self.create_subscription(PlaybackStatus, PLAYBACK_TOPIC, self._on_playback, latched_qos(1))
         self.create_subscription(StageStatus, STATUS_TOPIC, self._on_status, latched_qos(50))
+        self.create_subscription(String, config_params.CONFIG_TOPIC, self._on_config, latched_qos(50))
         self.create_timer(max(0.1, period), self.publish_status)
         self.publish_status()
         self.get_logger().info(f'assembling into {self.output_dir}; waiting for the bag to finish and the '
@@ -218,6 +229,15 @@ class DemoAssembler(Node):
             self.message = f'bad scene alignment: {e}'
             self.get_logger().error(self.message)
         self._progress()
+
+    def _on_config(self, msg: String) -> None:
+        if self.result is not None:
+            return
+        try:
+            rec = json.loads(msg.data)
+            self.asm.set_stage_config(rec['stage'], rec)
+        except (ValueError, KeyError, TypeError) as e:
+            self.get_logger().error(f'bad message on {config_params.CONFIG_TOPIC}: {e}')
 
     def _on_playback(self, msg: PlaybackStatus) -> None:
         if self.playback is None or (msg.state, msg.frames_published) != (
@@ -331,6 +351,7 @@ class DemoAssembler(Node):
                 'state': PLAYBACK_NAMES.get(pb.state, str(pb.state)), 'frames_published': int(pb.frames_published),
                 'frames_total': int(pb.frames_total), 'message': pb.message},
             'timed_out': timed_out, 'waiting_for': waiting, 'received': dict(self.received),
+            'config_file': self.config_file, 'stage_configs_received': sorted(self.asm.stage_configs),
             'stages': self._stage_report(), 'mesh_problems': mesh_problems,
             'messages_in_unknown_frame': self.frame_mismatch,
             'scene': None if self.scene is None else {
@@ -349,8 +370,7 @@ class DemoAssembler(Node):
                     'timed_out': timed_out}
             if self.scene is not None:
                 prov['scene'] = report['scene']
-            demo, meshes = self.asm.build(demo_id, source_uri=bag_uri, provenance=prov,
-                                          require_hands=self.require_hands)
+            demo, meshes = self.asm.build(demo_id, source_uri=bag_uri, provenance=prov)
             path = dm.save(demo, self.output_dir, meshes)
             report.update(written=True, path=str(path))
             self._publish_info(demo, path, bag_uri)

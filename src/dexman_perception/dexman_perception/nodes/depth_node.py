@@ -18,7 +18,8 @@ Backends (the `backend` parameter):
         of a shorter bag. Downstream stages then go on without depth.
   vggt  VGGT (core.backends.vggt_adapter) on overlapping chunks of the whole video
         (`chunk_size`, `chunk_overlap`), aligned chunk to chunk by core.depth_alignment (B.1; one
-        whole-image entity, no masks). Needs the vggt package, a checkpoint and a GPU: when the
+        whole-image entity, no masks; config_file [depth_alignment], whose chunk_size and
+        chunk_overlap the parameters of that name override when set). Needs the vggt package, a checkpoint and a GPU: when the
         adapter cannot be created the stage STOPS with the adapter's message. Batch: frames are
         buffered (RGB, H x W x 3 bytes each) and every output is published at the end of the bag.
         NOT metric yet: the output is in VGGT's relative units (the hand-based metric scale, B.2,
@@ -31,8 +32,9 @@ from typing import Sequence
 import numpy as np
 from sensor_msgs.msg import Image
 
-from ..core.depth_alignment import align_depth_chunks
+from ..core.depth_alignment import DepthAlignmentConfig, align_depth_chunks
 from ..core.stages import StageFailure
+from . import config_params
 from .hands_node import IMAGE_TOPIC
 from .perception_msgs import depth_msg, depth_of, header, rgb_of
 from dexman_common.ros.node_util import ParamError, declare
@@ -64,10 +66,10 @@ def metric_depth(msg, shape: tuple[int, int]) -> np.ndarray:
 
 
 def relative_depth_video(estimator, frames: Sequence[np.ndarray], chunk_size: int,
-                         overlap: int, masks=None) -> list[np.ndarray]:
+                         overlap: int, masks=None, config: DepthAlignmentConfig | None = None) -> list[np.ndarray]:
     """Relative depth of every frame: `estimator.predict` (one chunk of frames at a time, e.g.
-    VggtDepth) on overlapping chunks, aligned to the first chunk (B.1). masks: frame index ->
-    {entity: bool mask}; none: one affine map per chunk for the whole image."""
+    VggtDepth) on overlapping chunks, aligned to the first chunk (B.1, `config`). masks: frame
+    index -> {entity: bool mask}; none: one affine map per chunk for the whole image."""
     from ..core.backends.vggt_adapter import chunk_ranges
     chunks = []
     for idx in chunk_ranges(len(frames), chunk_size, overlap):
@@ -75,7 +77,7 @@ def relative_depth_video(estimator, frames: Sequence[np.ndarray], chunk_size: in
         chunks.append((idx, d))
     if not chunks:
         return []
-    res = align_depth_chunks(chunks, masks or {})
+    res = align_depth_chunks(chunks, masks or {}, config=config)
     return [res.depth(i).astype(np.float32) for i in range(len(frames))]
 
 
@@ -101,11 +103,14 @@ class DepthNode(StageNode):
             self, 'no_depth_after_frames', 5,
             'backend topic: STOP (RGB-only video) once this many images arrived without any depth '
             'image (<= 0: decide only at the end of the bag)', int, read_only=True)
-        self.chunk_size = declare(self, 'chunk_size', 32, 'backend vggt: frames per VGGT chunk',
-                                  int, read_only=True)
-        self.chunk_overlap = declare(self, 'chunk_overlap', 8,
-                                     'backend vggt: frames shared by consecutive chunks (B.1)', int,
-                                     read_only=True)
+        cfg = config_params.override(self, self.load_config(DepthAlignmentConfig), 'chunk_size',
+                                     'backend vggt: frames per VGGT chunk; overrides config_file '
+                                     '[depth_alignment]')
+        cfg = config_params.override(self, cfg, 'chunk_overlap',
+                                     'backend vggt: frames shared by consecutive chunks (B.1); overrides '
+                                     'config_file [depth_alignment]')
+        self.alignment_config = cfg
+        self.chunk_size, self.chunk_overlap = cfg.chunk_size, cfg.chunk_overlap
         if self.chunk_size < 2 or not 1 <= self.chunk_overlap < self.chunk_size:
             raise ParamError(f'need chunk_size >= 2 and 1 <= chunk_overlap < chunk_size, got '
                              f'{self.chunk_size}, {self.chunk_overlap}')
@@ -121,6 +126,7 @@ class DepthNode(StageNode):
             what = f'depth from {self.depth_topic}'
         else:
             self.backend = self.create_backend('depth', 'vggt')
+            self.record_config(self.alignment_config)
             what = (f'VGGT relative depth, chunks of {self.chunk_size} sharing '
                     f'{self.chunk_overlap} frames, at the end of the bag')
         self.setup_inputs(inputs, primary='image')
@@ -194,7 +200,7 @@ class DepthNode(StageNode):
             self.get_logger().info(f'depth: running VGGT on {len(good)} frame(s)')
             try:
                 out = relative_depth_video(self.backend, [buf[i][1] for i in good],
-                                           self.chunk_size, self.chunk_overlap)
+                                           self.chunk_size, self.chunk_overlap, config=self.alignment_config)
             except StageFailure:
                 raise
             except Exception as e:  # noqa: BLE001 - CUDA out of memory, alignment failure, ...

@@ -21,6 +21,8 @@ from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from dexman_common.stamps import ns_to_sec_nanosec
+
 # bones of the 21-keypoint hand (MANO/OpenPose order), palm edges included
 HAND_BONES = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),
               (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18),
@@ -46,8 +48,8 @@ def _header(stamp_or_header, frame_id: str | None = None) -> Header:
     elif isinstance(stamp_or_header, Time):
         stamp, frame = stamp_or_header, frame_id or ''
     elif isinstance(stamp_or_header, (int, np.integer)):
-        ns = int(stamp_or_header)
-        stamp, frame = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id or ''
+        sec, nanosec = ns_to_sec_nanosec(stamp_or_header)
+        stamp, frame = Time(sec=sec, nanosec=nanosec), frame_id or ''
     else:
         raise TypeError(f'expected a Header, a Time or nanoseconds, '
                         f'got {type(stamp_or_header).__name__}')

@@ -15,6 +15,7 @@ from std_msgs.msg import Header
 from dexman_msgs.msg import BodyPose, Hand3D, Hands3D, ObjectMesh, TrackedObject
 
 from dexman_common import image_codec
+from dexman_common.stamps import ns_to_sec_nanosec, stamp_ns  # noqa: F401 (stamp_ns: public name)
 from ..core.backends.hand_lifting import wrist_frame
 from ..core.stages import BodyEstimate, HandEstimate
 
@@ -22,13 +23,9 @@ N_KEYPOINTS = 21
 
 
 # ------------------------------------------------------------------------------- stamps, poses
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def header(stamp: int, frame_id: str) -> Header:
-    return Header(stamp=Time(sec=int(stamp // 1_000_000_000), nanosec=int(stamp % 1_000_000_000)),
-                  frame_id=frame_id)
+    sec, nanosec = ns_to_sec_nanosec(stamp)
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def _finite_T(T) -> np.ndarray:

@@ -27,6 +27,11 @@ alignment that had no valid body. STOPPED, with the reason, when: the depth stag
 alignment needs metric depth), the body or segmentation stage stopped, no valid body within
 `max_wait_frames` frames, no table plane within `max_wait_frames` frames, or the bag ended first.
 Once the alignment is published, later stops of the producers no longer matter.
+
+Settings: config_file [scene_alignment] (core.scene_alignment.SceneAlignmentConfig: robot pelvis,
+reach region, table ring and body settings); the parameters robot_pelvis, reach_shift,
+reach_x/_y/_z (the reach box), body_frames, max_wait_frames, plane_threshold, ransac_iterations,
+ring_inner_px, ring_outer_px, min_table_points and seed override it when set.
 """
 from __future__ import annotations
 
@@ -42,7 +47,8 @@ from ..core import scene_alignment as sa
 from ..core.backends.cpu_segmentation import backproject, fit_plane_ransac
 from ..core.stages import StageFailure
 from . import perception_msgs as pm
-from dexman_common.ros.node_util import FloatList, ParamError, declare, latched_qos
+from .config_params import override
+from dexman_common.ros.node_util import declare, latched_qos
 from .stage_node import Input, StageNode, run_stage
 
 SCENE_TOPIC = '/dexman/scene'
@@ -111,57 +117,44 @@ def median_body(bodies) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.median([b.pelvis for b in bodies], axis=0))
 
 
-def _range(name: str, v: list[float]) -> tuple[float, float]:
-    if len(v) != 2 or not v[0] <= v[1]:
-        raise ParamError(f'parameter {name!r} must be [min, max] with min <= max, got {v}')
-    return float(v[0]), float(v[1])
-
-
 # ------------------------------------------------------------------------------------- node
 class SceneNode(StageNode):
 
     def __init__(self) -> None:
         super().__init__('scene_node', 'scene', backend_choices=['table_hips'])
-        pelvis = declare(self, 'robot_pelvis', [*sa.ROBOT_PELVIS_DEFAULT],
-                         'robot pelvis position in world, m (default: G1 standing pelvis, MuJoCo '
-                         'Menagerie g1.xml)', FloatList, read_only=True)
-        if len(pelvis) != 3:
-            raise ParamError(f"parameter 'robot_pelvis' must have 3 numbers, got {pelvis}")
-        self.robot_pelvis = np.asarray(pelvis, float)
-        self.reach_shift = declare(self, 'reach_shift', True,
-                                   'shift along world y so the first-frame objects and hands are in '
-                                   'the reach box (paper B.4); false: pelvis onto pelvis only', bool,
-                                   read_only=True)
-        box = sa.ReachBox()
-        self.reach = sa.ReachBox(
-            x=_range('reach_x', declare(self, 'reach_x', list(box.x), 'reach box x range [min, max] in '
-                                        'world, m', FloatList, read_only=True)),
-            y=_range('reach_y', declare(self, 'reach_y', list(box.y), 'reach box y range [min, max] in '
-                                        'world, m', FloatList, read_only=True)),
-            z=_range('reach_z', declare(self, 'reach_z', [-100.0, 100.0], 'reach box z range [min, max] '
-                                        'in world, m (default: free)', FloatList, read_only=True)))
-        self.body_frames = declare(self, 'body_frames', 5, 'hips/pelvis = median of the first this many '
-                                   'valid BodyPose messages', int, read_only=True)
-        self.max_wait_frames = declare(self, 'max_wait_frames', 30,
-                                       'frames to wait for a valid body and a table plane before stopping',
-                                       int, read_only=True)
-        self.plane_threshold = declare(self, 'plane_threshold', 0.01, 'RANSAC inlier distance of the table '
-                                       'plane, m', float, read_only=True)
-        self.ransac_iterations = declare(self, 'ransac_iterations', 300, 'RANSAC iterations of the table '
-                                         'plane', int, read_only=True)
-        self.ring_inner_px = declare(self, 'ring_inner_px', 2, 'table ring: pixels kept clear of every '
-                                     'labelled mask (mixed depth at the silhouettes)', int, read_only=True)
-        self.ring_outer_px = declare(self, 'ring_outer_px', 0, 'table ring: width around the object masks, '
-                                     'pixels; 0 = max(8, 8% of the image\'s smaller side)', int, read_only=True)
-        self.min_table_points = declare(self, 'min_table_points', 50, 'fewest table-plane inliers accepted',
-                                        int, read_only=True)
-        self.seed = declare(self, 'seed', 0, 'RANSAC seed', int, read_only=True)
+        cfg = self.load_config(sa.SceneAlignmentConfig)
+        for param, field, desc in (
+                ('robot_pelvis', None, 'robot pelvis position in world, m'),
+                ('reach_shift', None, 'shift along world y so the first-frame objects and hands are in '
+                 'the reach region (paper B.4); false: pelvis onto pelvis only'),
+                ('reach_x', 'reach_box.x', 'reach box x range [min, max] in world, m'),
+                ('reach_y', 'reach_box.y', 'reach box y range [min, max] in world, m'),
+                ('reach_z', 'reach_box.z', 'reach box z range [min, max] in world, m'),
+                ('body_frames', None, 'hips/pelvis = median of the first this many valid BodyPose messages'),
+                ('max_wait_frames', None, 'frames to wait for a valid body and a table plane before stopping'),
+                ('plane_threshold', None, 'RANSAC inlier distance of the table plane, m'),
+                ('ransac_iterations', None, 'RANSAC iterations of the table plane'),
+                ('ring_inner_px', None, 'table ring: pixels kept clear of every labelled mask (mixed depth '
+                 'at the silhouettes)'),
+                ('ring_outer_px', None, 'table ring: width around the object masks, pixels; 0 = '
+                 'ring_outer_fraction x the image\'s smaller side (at least ring_outer_min_px)'),
+                ('min_table_points', None, 'fewest table-plane inliers accepted'),
+                ('seed', None, 'RANSAC seed')):
+            cfg = override(self, cfg, param, f'{desc} (overrides config_file [scene_alignment])', field)
+        self.config = cfg
+        self.record_config(cfg)
+        self.robot_pelvis = np.asarray(cfg.robot_pelvis, float)
+        self.reach_shift = cfg.reach_shift
+        self.reach = cfg.reach_box if cfg.reach_region == 'box' else cfg.reach_sphere
+        self.body_frames = cfg.body_frames
+        self.max_wait_frames = cfg.max_wait_frames
+        self.plane_threshold = cfg.plane_threshold
+        self.ransac_iterations = cfg.ransac_iterations
+        self.ring_inner_px = cfg.ring_inner_px
+        self.ring_outer_px = cfg.ring_outer_px
+        self.min_table_points = cfg.min_table_points
+        self.seed = cfg.seed
         self.world_frame = declare(self, 'world_frame', 'world', 'name of the world frame', str, read_only=True)
-        for name in ('body_frames', 'max_wait_frames', 'ransac_iterations', 'min_table_points'):
-            if getattr(self, name) < 1:
-                raise ParamError(f'parameter {name!r} must be >= 1')
-        if self.plane_threshold <= 0 or self.ring_inner_px < 0 or self.ring_outer_px < 0:
-            raise ParamError('plane_threshold must be > 0 and the ring widths >= 0')
         if self.backend_options:
             self.get_logger().warning(f'backend table_hips takes no options; ignoring {self.backend_options}')
 
@@ -232,7 +225,8 @@ class SceneNode(StageNode):
         shape = next(iter(masks.values())).shape
         if depth.shape != shape:
             raise StageFailure(f'depth is {depth.shape[1]}x{depth.shape[0]}, masks {shape[1]}x{shape[0]}')
-        outer = self.ring_outer_px or max(8, int(round(0.08 * min(shape))))
+        outer = self.ring_outer_px or max(self.config.ring_outer_min_px,
+                                          int(round(self.config.ring_outer_fraction * min(shape))))
         P = backproject(depth, K)
         ring = table_ring(masks, ids, self.ring_inner_px, outer)
         tab = table_points(P, ring, self.plane_threshold, self.ransac_iterations, self.seed,

@@ -20,8 +20,11 @@ nothing: the bag player with rate:=0 waits for the slowest stage) or best_effort
 live cameras). Outputs: reliable, keep-all.
 
 Parameters common to all stages: backend, backend_options (key=value strings, YAML-typed values,
-passed to the backend constructor), input_reliability, status_period_s, camera_info_topic (K from
-the latest CameraInfo; frames wait for the first one).
+passed to the backend constructor; for a backend with a config section they override the
+section's values), config_file (the algorithm settings, config/perception.yaml: each stage loads
+the sections of the algorithms it runs, see nodes/config_params.py for the precedence),
+input_reliability, status_period_s, camera_info_topic (K from the latest CameraInfo; frames wait
+for the first one). What the stage ran with is published on /dexman/perception/config.
 """
 from __future__ import annotations
 
@@ -35,12 +38,15 @@ import rclpy
 import yaml
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import String
 
+from dexman_common.config import ConfigBase, ConfigError
 from dexman_msgs.msg import PlaybackStatus, StageStatus
 
 from ..core.backends import registry
 from ..core.stages import BackendUnavailable, StageFailure
 from ..core.stamp_sync import StampSync
+from . import config_params
 from .perception_msgs import K_of, stamp_ns
 from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_keep_all_qos, sensor_qos
 
@@ -101,6 +107,9 @@ class StageNode(Node):
         period = declare(self, 'status_period_s', 2.0, 'period of the StageStatus heartbeat, s')
         info_topic = declare(self, 'camera_info_topic', '/camera/camera_info',
                              'sensor_msgs/CameraInfo of the colour images (intrinsics K)')
+        self.config_file = config_params.declare_config_file(self)
+        self.configs: dict[str, dict] = {}      # section -> values the stage runs with
+        self._config_pub = self.create_publisher(String, config_params.CONFIG_TOPIC, latched_qos(1))
 
         self.state = StageStatus.STATE_WAITING
         self.message = ''
@@ -127,16 +136,44 @@ class StageNode(Node):
         self.create_timer(0.25, self._check_finished)
 
     # ------------------------------------------------------------------------------ set-up
-    def create_backend(self, stage: str | None = None, name: str | None = None, **extra):
-        """The configured backend, or None after stopping the node with the reason."""
+    def create_backend(self, stage: str | None = None, name: str | None = None,
+                       options: dict | None = None, **extra):
+        """The configured backend, or None after stopping the node with the reason. options:
+        the key=value options (default: backend_options). A backend with a config section
+        (its class's CONFIG) gets it from config_file, the options overriding its values; the
+        config it ends up with is recorded (`record_config`)."""
         stage, name = stage or self.backend_stage, name or self.backend_name
+        options = self.backend_options if options is None else options
         try:
-            return registry.create(stage, name, **{**self.backend_options, **extra})
+            cls = registry.backend_class(stage, name)
+            kwargs = {**options, **extra}
+            config_cls = getattr(cls, 'CONFIG', None)
+            if config_cls is not None:
+                kwargs['config'] = self.load_config(config_cls)
+            backend = cls(**kwargs)
         except BackendUnavailable as e:
             self.stop(f'{stage} backend {name!r} cannot run here: {e}')
-        except TypeError as e:
-            self.stop(f'{stage} backend {name!r}: bad backend_options {self.backend_options}: {e}')
-        return None
+            return None
+        except (TypeError, ConfigError) as e:
+            self.stop(f'{stage} backend {name!r}: bad backend options {options}: {e}')
+            return None
+        if isinstance(getattr(backend, 'config', None), ConfigBase):
+            self.record_config(backend.config)
+        return backend
+
+    def load_config(self, cls: type[ConfigBase]) -> ConfigBase:
+        """``cls`` from its section of `config_file` (ParamError naming the file and key)."""
+        return config_params.load_config(cls, self.config_file)
+
+    def record_config(self, config: ConfigBase) -> None:
+        """Note that this stage runs with ``config`` (its section) and publish the record."""
+        self.configs[config.SECTION] = config.to_dict()
+        self.publish_config()
+
+    def publish_config(self) -> None:
+        self._config_pub.publish(String(data=config_params.config_message(
+            stage=self.stage, node=self.get_fully_qualified_name(), backend=self.backend_name,
+            backend_options=self.backend_options, config_file=self.config_file, sections=self.configs)))
 
     def setup_inputs(self, inputs: list[Input], primary: str | None = None) -> None:
         self.inputs = {i.name: i for i in inputs}
@@ -145,6 +182,7 @@ class StageNode(Node):
         self.counts = {i.name: 0 for i in inputs}
         for i in inputs:
             self.create_subscription(i.msg_type, i.topic, self._input_cb(i.name), self.input_qos)
+        self.publish_config()
         self.publish_status()     # ready: the bag player may start (wait_for_stages)
 
     def K(self):

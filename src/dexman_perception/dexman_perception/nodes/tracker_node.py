@@ -14,7 +14,9 @@ object's current 3D point tracks).
 
 Parameters: backend (pose refiner: icp = embedded CPU default, foundationpose), tracks_backend
 (lucas_kanade = CPU default, online; spatialtracker = whole clip, run when the bag has finished),
-tracks_options, mode (fused | refiner | tracks: the paper's Table 1 ablations).
+tracks_options, mode (fused | refiner | tracks: the paper's Table 1 ablations; overrides
+config_file [tracker] mode when set). Algorithm settings from config_file: [tracker],
+[object_scale], and the backends' sections ([icp_refiner], [lucas_kanade]).
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ from visualization_msgs.msg import MarkerArray
 
 from ..core import object_tracker as ot
 from ..core.backends import registry
-from ..core.object_scale import estimate_object_scale, scale_mesh
-from ..core.stages import BackendUnavailable, StageFailure
+from ..core.object_scale import ScaleSearchConfig, estimate_object_scale, scale_mesh
+from ..core.stages import StageFailure
+from . import config_params
 from . import perception_msgs as pm
 from .markers import points_marker
 from dexman_common.ros.node_util import ParamError, declare, latched_qos
@@ -40,9 +43,12 @@ from .stage_node import Input, StageNode, parse_options, run_stage
 class TrackerNode(StageNode):
     def __init__(self) -> None:
         super().__init__('tracker_node', 'tracking', backend_stage='pose')
-        self.mode = declare(self, 'mode', 'fused', f'tracking mode, one of {list(ot.MODES)} (paper Table 1)')
-        if self.mode not in ot.MODES:
-            raise ParamError(f'mode must be one of {list(ot.MODES)}, got {self.mode!r}')
+        self.tracker_config = config_params.override(
+            self, self.load_config(ot.TrackerConfig), 'mode',
+            f'tracking mode, one of {list(ot.MODES)} (paper Table 1); overrides config_file [tracker]')
+        self.mode = self.tracker_config.mode
+        self.scale_config = self.load_config(ScaleSearchConfig)
+        self.record_config(self.tracker_config)
         tracks_choices = list(registry.BACKENDS['tracks'])
         self.tracks_name = declare(self, 'tracks_backend', tracks_choices[0],
                                    f'point-track backend, one of {tracks_choices}')
@@ -63,10 +69,8 @@ class TrackerNode(StageNode):
         self.refiner = self.create_backend()
         if self.refiner is None:
             return
-        try:
-            self.tracker = registry.create('tracks', self.tracks_name, **tracks_opts)
-        except BackendUnavailable as e:
-            self.stop(f'tracks backend {self.tracks_name!r} cannot run here: {e}')
+        self.tracker = self.create_backend('tracks', self.tracks_name, options=tracks_opts)
+        if self.tracker is None:
             return
         self.online = self.mode == 'refiner' or hasattr(self.tracker, 'stream')
         self.create_subscription(ObjectMesh, '/dexman/object_meshes', self._on_mesh, latched_qos(32))
@@ -136,12 +140,14 @@ class TrackerNode(StageNode):
             mesh, msg = self.meshes[oid]
             T0 = None
             if not msg.metric:
-                res = estimate_object_scale(self.refiner, rgb, depth, mask, mesh, K)
+                if self.scale_config.SECTION not in self.configs:
+                    self.record_config(self.scale_config)
+                res = estimate_object_scale(self.refiner, rgb, depth, mask, mesh, K, config=self.scale_config)
                 mesh = scale_mesh(mesh, res.scale)
                 self.meshes[oid] = (mesh, msg)
                 self.scales[oid], T0 = res.scale, res.T_camera_object
                 self.get_logger().info(f'{oid}: scale {res.scale:.3f} (best of {len(res.table)} candidates)')
-            st = ot.ObjectPoseStream(refiner=self.refiner, tracker=self.tracker, mode=self.mode)
+            st = ot.ObjectPoseStream(refiner=self.refiner, tracker=self.tracker, config=self.tracker_config)
             fp = st.start(rgb, depth, mask, mesh, K, T0=T0)
             self.streams[oid] = st
         else:
@@ -199,7 +205,7 @@ class TrackerNode(StageNode):
             if first is None:
                 continue
             r = ot.track_object(rgbs[first:], depths[first:], masks[first:], self.meshes[oid][0], K,
-                                refiner=self.refiner, tracker=self.tracker, mode=self.mode)
+                                refiner=self.refiner, tracker=self.tracker, config=self.tracker_config)
             per_obj[oid] = (first, r)
         for k, (stamp, hdr, *_rest) in enumerate(frames):
             res = {}

@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from dexman_common.config import ConfigBase
+
 LEFT, RIGHT = 0, 1
 TIP_KEYPOINTS: tuple[int, ...] = (4, 8, 12, 16, 20)     # thumb, index, middle, ring, little tips
 MCP_KEYPOINTS: tuple[int, ...] = (5, 9, 13, 17)         # index, middle, ring, little MCP (palm)
@@ -49,6 +51,24 @@ CONTACT_KEYPOINTS: tuple[int, ...] = TIP_KEYPOINTS + MCP_KEYPOINTS   # J, in thi
 TAU_TIP = 0.03    # m, paper B.5
 TAU_PALM = 0.05   # m, paper B.5
 N_HAND_KEYPOINTS = 21
+
+
+@dataclasses.dataclass(frozen=True)
+class ContactConfig(ConfigBase):
+    """Tunables of the contact priors; values in config/retarget.yaml [contact_priors]."""
+
+    SECTION = 'contact_priors'
+    YAML_FILE = 'retarget.yaml'
+
+    tau_tip: float = TAU_TIP                  # m, fingertip threshold (paper B.5)
+    tau_palm: float = TAU_PALM                # m, MCP (palm) threshold (paper B.5)
+    densify_max_edge: float | None = None     # m; None: raw mesh vertices (the paper)
+
+    def __post_init__(self):
+        if not (self.tau_tip > 0 and self.tau_palm > 0):
+            raise ValueError(f'tau_tip and tau_palm must be > 0, got {self.tau_tip}, {self.tau_palm}')
+        if self.densify_max_edge is not None and not self.densify_max_edge > 0:
+            raise ValueError(f'densify_max_edge must be > 0 or null, got {self.densify_max_edge}')
 
 
 def keypoint_thresholds(tau_tip: float = TAU_TIP, tau_palm: float = TAU_PALM) -> np.ndarray:

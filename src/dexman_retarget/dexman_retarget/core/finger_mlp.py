@@ -32,6 +32,8 @@ import time
 import numpy as np
 import torch
 from dexman_common.atomic_io import write_bytes_atomic
+from dexman_common.config import ConfigBase
+from dexman_common.report import summary_stats
 from torch import nn
 
 from . import finger_dataset as fd
@@ -174,16 +176,33 @@ class FingerMLP(nn.Module):
         return self.lo + (self.hi - self.lo) * torch.sigmoid(z)
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 40
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """Training of the finger network (``train_finger_mlp_cli``); values in config/retarget.yaml
+    [finger_mlp]. The defaults made the shipped ``models/finger_mlp_v1.pt``."""
+
+    SECTION = 'finger_mlp'
+    YAML_FILE = 'retarget.yaml'
+
+    epochs: int = 30
     batch: int = 512
-    lr: float = 2e-3
+    lr: float = 3e-3        # initial Adam learning rate (cosine decay to lr_min)
     lr_min: float = 2e-5
     w_q: float = W_Q
     w_tip: float = 1.0      # 0: joint MSE only (the baseline the fingertip loss is compared with)
     weight_decay: float = 0.0
-    seed: int = 0
+    seed: int = 0           # data and initialisation
+    samples: int = 100_000  # training FK samples (right hand)
+    val_samples: int = 20_000   # held-out FK samples per hand
+    grasp_share: float = 0.5    # share of samples near natural grasps, the rest uniform
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch < 1 or not self.lr > 0 or self.lr_min < 0:
+            raise ValueError('need epochs >= 1, batch >= 1, lr > 0, lr_min >= 0')
+        if self.samples < 1000 or self.val_samples < 100:
+            raise ValueError(f'need samples >= 1000 and val_samples >= 100, got {self.samples}, {self.val_samples}')
+        if not 0.0 <= self.grasp_share <= 1.0:
+            raise ValueError(f'grasp_share must be in [0, 1], got {self.grasp_share}')
 
 
 def _batches(n, batch, gen):
@@ -277,8 +296,7 @@ def evaluate(net: FingerMLP, kin: fd.ShadowHandKinematics, ds: fd.FingerDataset)
     per_sample = e.mean(-1)
     return {
         'n': int(len(ds)), 'side': kin.side,
-        'tip_mean_m': float(e.mean()), 'tip_median_m': float(np.median(e)),
-        'tip_p95_m': float(np.percentile(e, 95)), 'tip_max_m': float(e.max()),
+        **summary_stats(e, prefix='tip_', suffix='_m', n_key=None),
         'tip_mean_per_finger_m': {f: float(v) for f, v in zip(hk.FINGERS, e.mean(0))},
         'sample_mean_p95_m': float(np.percentile(per_sample, 95)),
         'joint_mae_rad': float(np.abs(qp - ds.q).mean()),

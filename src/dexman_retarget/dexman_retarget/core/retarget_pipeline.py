@@ -45,38 +45,17 @@ from scipy.spatial.transform import Rotation
 from . import contact_priors as cp
 from . import hand_keypoints as hk
 from dexman_common.artefacts import reference as refm
+from dexman_common.geometry import rotation_angle_between
+from dexman_common.report import format_index_ranges
 from dexman_description import robot_model as rm
 from . import stable_placement as sp
 from . import wrist_ik as wik
 from . import wrist_targets as wt
+from . import workspace_fit as wf
 
-FRAME_RATE = 30.0
-IK_BACKENDS = ('mujoco', 'genesis')
-
-
-class RetargetError(RuntimeError):
-    """The demonstration cannot be retargeted (bad input, missing robot model or checkpoint)."""
-
-
-@dataclasses.dataclass
-class RetargetOptions:
-    frame_rate: float = FRAME_RATE
-    ik_backend: str = 'mujoco'                       # 'mujoco' (wrist_ik) | 'genesis'
-    ik: wik.IKOptions = dataclasses.field(default_factory=wik.IKOptions)
-    genesis: Any = None                              # wrist_ik_genesis.GenesisIKOptions or None
-    finger_checkpoint: str | None = None             # None: the packaged finger_mlp_v1.pt
-    tau_tip: float = cp.TAU_TIP
-    tau_palm: float = cp.TAU_PALM
-    contact_densify_max_edge: float | None = None    # None: raw mesh vertices (the paper)
-    placement: sp.PlacementConfig = dataclasses.field(default_factory=sp.PlacementConfig)
-    placement_seed: int = 0
-    progress: bool = True                            # tqdm bar over the IK frames (stderr)
-
-    def validate(self) -> None:
-        if not (np.isfinite(self.frame_rate) and 1.0 <= self.frame_rate <= 1000.0):
-            raise RetargetError(f'frame_rate must be in [1, 1000] Hz, got {self.frame_rate}')
-        if self.ik_backend not in IK_BACKENDS:
-            raise RetargetError(f'unknown ik_backend {self.ik_backend!r} (choose from {", ".join(IK_BACKENDS)})')
+# the configuration lives in .options (re-exported: rp.RetargetOptions, rp.load_options, ...)
+from .options import (FRAME_RATE, IK_BACKENDS, RetargetError, RetargetOptions,  # noqa: E402,F401
+                      RetargetOptionsError, default_config_file, load_options)
 
 
 # ------------------------------------------------------------------------------- resampling
@@ -194,8 +173,22 @@ def _sha256(path) -> str:
     return h.hexdigest()
 
 
-def _ranges(idx) -> str:
-    return wik._ranges(list(idx)) if len(idx) else 'none'
+def shift_resampled(rs: Resampled, delta) -> Resampled:
+    """``rs`` with every position translated by ``delta`` (3,) m (hands, wrists, objects)."""
+    if not np.any(delta):
+        return rs
+    return dataclasses.replace(rs, hand_keypoints=wf.translate_points(rs.hand_keypoints, delta),
+                               wrist_poses=wf.translate_poses(rs.wrist_poses, delta),
+                               object_poses=wf.translate_poses(rs.object_poses, delta))
+
+
+def _unreachable_fractions(ik: wik.IKResult) -> dict:
+    """Unreachable fractions of the final IK: per wrist (of its targeted frames) and of the frames."""
+    un = ik.has_target & ~ik.reachable
+    n = ik.has_target.sum(axis=0)
+    out = {s: round(float(u) / k, 4) if k else 0.0 for s, u, k in zip(hk.SIDES, un.sum(axis=0), n)}
+    out['frames'] = round(float(un.any(axis=1).sum()) / max(len(un), 1), 4)
+    return out
 
 
 # ------------------------------------------------------------------------------- pipeline
@@ -215,9 +208,15 @@ class Retargeter:
     """The robot model, the finger network and the IK solver, loaded once; :meth:`run` per
     demonstration. Not thread-safe (one run at a time)."""
 
-    def __init__(self, robot_model_dir, options: RetargetOptions | None = None):
+    def __init__(self, robot_model_dir, options: RetargetOptions | None = None, config_file=None):
+        """options: the settings (default: :func:`load_options` of ``config_file``, default
+        config/retarget.yaml); config_file: recorded in the reference's provenance."""
         from .finger_mlp import CheckpointError, FingerRetargeter
-        self.options = options or RetargetOptions()
+        if options is None:
+            config_file = config_file or default_config_file()
+            options = load_options(config_file)
+        self.config_file = pathlib.Path(config_file) if config_file is not None else None
+        self.options = options
         self.options.validate()
         self.model_dir = pathlib.Path(robot_model_dir).expanduser().resolve()
         manifest = self.model_dir / rm.MANIFEST_NAME
@@ -241,6 +240,7 @@ class Retargeter:
         self.qadr = {n: int(self.model.joint(n).qposadr[0]) for n in self.joint_names}
         self.ik = wik.WristIK(self.model, self.options.ik)
         self._genesis = None
+        self._fit_ik = None                               # the workspace fit's IK (lazily)
         self.frame_time_s = np.zeros(0)
         if self.options.ik_backend == 'genesis':      # fail now, not in the middle of a run
             from .wrist_ik_genesis import genesis_available
@@ -259,13 +259,23 @@ class Retargeter:
     def _solver(self):
         if self.options.ik_backend == 'genesis':
             if self._genesis is None:
-                from .wrist_ik_genesis import BackendUnavailable, GenesisIKOptions, GenesisWristIK
+                from .wrist_ik_genesis import BackendUnavailable, GenesisWristIK
                 try:
-                    self._genesis = GenesisWristIK(self.model_dir, self.options.genesis or GenesisIKOptions())
+                    self._genesis = GenesisWristIK(self.model_dir, self.options.genesis_ik)
                 except BackendUnavailable as e:
                     raise RetargetError(str(e)) from e
             return self._genesis
         return self.ik
+
+    def fit_workspace(self, targets, rs: Resampled, table_point, table_normal) -> wf.WorkspaceFit:
+        """The workspace fit (``workspace_fit``) of palm targets (2, T, 4, 4): the table height
+        under the objects' initial positions, the object positions of every frame."""
+        cfg = self.options.workspace_fit
+        if cfg.method != 'paper' and self._fit_ik is None:
+            self._fit_ik = wf.search_ik(self.model, self.options.ik, cfg)
+        xy = rs.object_poses[:, 0, :2, 3] if len(rs.object_poses) else np.asarray(table_point, float)[None, :2]
+        z = float(np.mean([table_height_at(table_point, table_normal, p) for p in xy]))
+        return wf.fit(self._fit_ik, targets, z, rs.object_poses[:, :, :3, 3], cfg)
 
     def solve_ik(self, targets, progress: bool, desc: str = 'wrist IK') -> wik.IKResult:
         """targets: (2, T, 4, 4) palm targets, NaN where none. Frame loop with a tqdm bar."""
@@ -353,13 +363,21 @@ class Retargeter:
         T = len(rs.stamps_ns)
         tm['resample_s'] = time.perf_counter() - t0
 
-        # 2-3. wrist targets + IK
+        # 2. wrist targets, and the workspace fit: one translation of everything (beyond the paper)
         t0 = time.perf_counter()
         targets = np.full((2, T, 4, 4), np.nan)
         for h, side in enumerate(hk.SIDES):
             v = rs.hand_valid[h]
             if v.any():
                 targets[h, v] = wt.palm_targets_from_human(self.model, rs.wrist_poses[h, v], side)
+        fit = self.fit_workspace(targets, rs, demo.table_point, demo.table_normal)
+        rs = shift_resampled(rs, fit.delta)
+        targets = wf.translate_poses(targets, fit.delta)
+        table_point = wf.translate_points(demo.table_point, fit.delta)
+        tm['workspace_fit_s'] = time.perf_counter() - t0
+
+        # 3. IK
+        t0 = time.perf_counter()
         ik = self.solve_ik(targets, progress, desc=f'wrist IK {rid}')
         tm['ik_s'] = time.perf_counter() - t0
 
@@ -383,8 +401,9 @@ class Retargeter:
         t0 = time.perf_counter()
         ids = [ob.id for ob in demo.objects]
         pri = cp.compute_contact_priors(rs.hand_keypoints, rs.hand_valid, [mesh_obj[i] for i in ids],
-                                        rs.object_poses, tau_tip=o.tau_tip, tau_palm=o.tau_palm,
-                                        densify_max_edge=o.contact_densify_max_edge, object_ids=ids)
+                                        rs.object_poses, tau_tip=o.contact_priors.tau_tip,
+                                        tau_palm=o.contact_priors.tau_palm,
+                                        densify_max_edge=o.contact_priors.densify_max_edge, object_ids=ids)
         hh, tt, kk, oo = np.nonzero(pri.in_contact)
         order = np.lexsort((oo, kk, hh, tt))
         hh, tt, kk, oo = hh[order], tt[order], kk[order], oo[order]
@@ -400,7 +419,7 @@ class Retargeter:
         obj_traj = np.zeros_like(rs.object_poses)
         for k, oid in enumerate(ids):
             T_est = rs.object_poses[k, 0]
-            z = table_height_at(demo.table_point, demo.table_normal, T_est[:2, 3])
+            z = table_height_at(table_point, demo.table_normal, T_est[:2, 3])
             cfg = dataclasses.replace(o.placement, table_top_z=z)
             rep = sp.find_stable_placement(mesh_obj[oid], T_est, seed=o.placement_seed + k, config=cfg)
             placements.append(rep)
@@ -410,7 +429,7 @@ class Retargeter:
             s = rep.summary()
             s.update(object_id=oid, table_top_z=z,
                      lift_m=float(placed[k][2, 3] - T_est[2, 3]),
-                     rotation_rad=sp.rotation_angle(T_est[:3, :3], placed[k][:3, :3]))
+                     rotation_rad=rotation_angle_between(T_est[:3, :3], placed[k][:3, :3]))
             place_meta.append(s)
         tm['placement_s'] = time.perf_counter() - t0
 
@@ -419,17 +438,18 @@ class Retargeter:
         lines = [f'reference {rid} from demonstration {demo.demonstration_id}: {T} frames at '
                  f'{o.frame_rate:g} Hz ({(T - 1) / o.frame_rate:.2f} s; source {demo.n_frames} frames at '
                  f'{demo.fps:g} fps), IK backend {o.ik_backend}']
+        lines.append(fit.report_line())
         lines.append(ik.report)
         for h, side in enumerate(hk.SIDES):
             lines.append(f'  {side}: hand tracked on {int(rs.hand_valid[h].sum())}/{T} frames'
                          + (f', hand length {1e3 * scales[side]:.1f} mm' if np.isfinite(scales[side]) else '')
-                         + f'; unreachable frames: {_ranges(np.flatnonzero(unreach[:, h]))}')
+                         + f'; unreachable frames: {format_index_ranges(np.flatnonzero(unreach[:, h]), "none")}')
         if n_clip:
             lines.append(f'  {n_clip} joint values clipped into the joint limits')
         for h, side in enumerate(hk.SIDES):
             fr = np.flatnonzero(pri.in_contact[h].any(axis=(1, 2)))
             lines.append(f'contacts {side}: {int(pri.in_contact[h].sum())} keypoint-object pairs on '
-                         f'{len(fr)} frames ({_ranges(fr)})')
+                         f'{len(fr)} frames ({format_index_ranges(fr, "none")})')
         for s, ob in zip(place_meta, demo.objects):
             if s['original_stable']:
                 how = f'estimated pose stable (settles {s["original_settled_angle"]:.3f} rad)'
@@ -454,10 +474,10 @@ class Retargeter:
                             'options': self.manifest.get('options', {})},
             'finger_checkpoint': self.finger_provenance,
             'hand_length_m': scales,
-            'ik_backend': o.ik_backend, 'ik_options': dataclasses.asdict(o.ik),
-            'contact': {'tau_tip': o.tau_tip, 'tau_palm': o.tau_palm,
-                        'densify_max_edge': o.contact_densify_max_edge},
-            'placement': {**dataclasses.asdict(o.placement), 'seed': o.placement_seed},
+            'ik_backend': o.ik_backend,
+            'config': o.to_dict(),
+            'config_file': str(self.config_file) if self.config_file is not None else None,
+            'workspace_fit': {**fit.summary(), 'ik_unreachable_after': _unreachable_fractions(ik)},
             'created_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'versions': {'mujoco': mujoco.__version__, 'numpy': np.__version__, 'torch': str(torch.__version__)},
             'timings_s': {k: round(v, 4) for k, v in tm.items()},
@@ -481,7 +501,7 @@ class Retargeter:
             object_initial_poses=placed, object_settled_poses=settled,
             object_initial_stable=np.array([r.found_stable for r in placements], bool),
             object_original_stable=np.array([r.original_stable for r in placements], bool),
-            table_point=np.asarray(demo.table_point, float), table_normal=np.asarray(demo.table_normal, float),
+            table_point=np.asarray(table_point, float), table_normal=np.asarray(demo.table_normal, float),
             placement=place_meta, report='\n'.join(lines), provenance=prov)
         ref.validate()
         return RetargetResult(reference=ref, meshes={i: mesh_obj[i] for i in ids}, ik=ik, contacts=pri,
@@ -522,15 +542,21 @@ def default_demonstration_dir() -> pathlib.Path:
     return dexman_root() / 'artifacts' / 'demonstrations'
 
 
-def ensure_robot_model(model_dir) -> tuple[pathlib.Path, bool]:
+def ensure_robot_model(model_dir, config_file=None) -> tuple[pathlib.Path, bool]:
     """(dir, built): build the robot model into ``model_dir`` with ``robot_model.build`` when it
-    holds no build yet. RetargetError when the asset packages are missing or the folder is
+    holds no build yet, with the ``robot_model`` section of ``config_file`` (default
+    config/retarget.yaml). RetargetError when the asset packages are missing or the folder is
     something else."""
     d = pathlib.Path(model_dir).expanduser().resolve()
     if (d / rm.XML_NAME).is_file() and (d / rm.MANIFEST_NAME).is_file():
         return d, False
+    from dexman_common.config import ConfigError, load_section
     try:
-        rm.build(d)
+        build_options = load_section(rm.BuildOptions, config_file or default_config_file())
+    except ConfigError as e:
+        raise RetargetError(str(e)) from e
+    try:
+        rm.build(d, build_options)
     except rm.AssetsNotFoundError as e:
         raise RetargetError(f'cannot build the robot model into {d}: {e}') from e
     except FileExistsError as e:

@@ -19,28 +19,30 @@ Frames and units: metres, radians, seconds; `world` is z up, gravity -z (REP 103
 T_world_object 4x4 homogeneous matrices (object frame -> world). The table top is the plane
 z = table_top_z.
 
-Our calls where the paper is silent (all parameters of `PlacementConfig`):
-- Simulator: MuJoCo (the paper uses Isaac Gym). "Step" = one control step of the paper's policy,
-  control_dt = 1/30 s split into 4 physics substeps (timestep 1/120 s, paper Table 5), so 20 steps =
-  80 physics steps = 0.667 s of simulated time.
-- Collision: the object is one free body whose collision shape is the CONVEX HULL of the mesh (that is
-  what MuJoCo collides for any mesh geom). No convex-decomposition library ships with the project;
-  callers with a decomposition (CoACD, V-HACD) pass its parts as `collision_parts`, one convex geom
-  each. Concave features (a mug's cavity) therefore do not affect resting contact with the table.
-- Friction (paper B.5): table 0.25, object 1.0. MuJoCo combines two geoms' friction by max (-> 1.0);
-  Isaac Gym / PhysX by default average (-> 0.625). `friction_combine` picks 'average' (default,
-  PhysX), 'max' (MuJoCo default) or 'min'; it is applied through explicit table-object contact
-  pairs. Torsional/rolling friction: MuJoCo defaults (0.005, 0.0001).
-- Mass and inertia: `density` (default 500 kg/m^3) times the volume of the mesh if it is watertight,
-  else of its convex hull; COM and inertia tensor from the same solid (trimesh mass properties).
-  Toppling does not depend on the mass, only on the COM and the contact geometry.
+Our calls where the paper is silent (parameters of `PlacementConfig`, config/retarget.yaml
+[placement], and of the simulation scene, `dexman_sim.SimConfig`, config/sim.yaml [sim]):
+- Simulator: MuJoCo (the paper uses Isaac Gym); the scene is `dexman_sim.build_scene` without the
+  robot (table + the object), the same builder as the RL environment's. "Step" = one control step
+  of the paper's policy, control_dt = 1/30 s split into 4 physics substeps (timestep 1/120 s, paper
+  Table 5), so 20 steps = 80 physics steps = 0.667 s of simulated time.
+- Collision: the object is one free body with one convex geom per CoACD part (`dexman_sim.collision`,
+  cached on disk), so concave features (a mug's cavity) rest on the table as they are; without the
+  coacd package, or with `collision: hull`, the convex hull. Callers with their own decomposition
+  pass its parts as `collision_parts`, one convex geom each.
+- Friction (paper B.5): table 0.25, object 1.0, combined by `SimConfig.friction_convention`:
+  'average' (default, Isaac Gym / PhysX -> 0.625) or 'max' (MuJoCo's own rule -> 1.0), imposed
+  through geom priorities (`dexman_sim.friction`). Torsional/rolling friction: MuJoCo defaults.
+- Mass and inertia: `SimConfig.object_density` times the volume of the mesh if it is watertight
+  (after hole filling), else of its convex hull, capped at `object_mass_cap`; COM and inertia tensor
+  from the same solid (`dexman_sim.mass`). Toppling does not depend on the mass, only on the COM and
+  the contact geometry.
 - Perturbation: rotation about the object's centre of mass (its world position is kept), then the
   object is translated vertically so that its lowest collision point touches the table top
   (z = table_top_z). The estimated pose itself is placed the same way (it may float or penetrate).
 - The original pose is candidate 0 of the sampled set, so "with sampling" is never worse than
   "without". Each object is placed alone (other objects are not in the scene).
-- Table: a box whose top is z = table_top_z, centred under the object, half extents 0.5 m (large
-  enough that 0.67 s of motion never leaves it).
+- Table: a box whose top is z = table_top_z, centred under the object, reaching `SimConfig.table_margin`
+  (0.5 m) beyond the object on every side (0.67 s of motion never leaves it).
 
 ROS-free: never imports rclpy.
 """
@@ -49,40 +51,44 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from dexman_common.config import ConfigBase
+from dexman_common.geometry import rotation_angle_between as rotation_angle
+from dexman_sim import SceneObjectSpec, SimConfig, build_scene, collision_shape, repair_mesh
+
 STABLE_ANGLE = 0.75              # rad, paper 4.4 / Table 4
-MAX_PERTURBATION = np.deg2rad(45.0)
+MAX_PERTURBATION = float(np.deg2rad(45.0))
 N_SAMPLES = 20
 N_STEPS = 20
-CONTROL_DT = 1.0 / 30.0          # s, paper Table 5
-SUBSTEPS = 4                     # paper Table 5
-TABLE_FRICTION = 0.25            # paper Table 5
-OBJECT_FRICTION = 1.0            # paper Table 5
 
 
-@dataclasses.dataclass
-class PlacementConfig:
-    """All knobs of the placement (defaults = the paper where it speaks, our calls elsewhere)."""
-    n_samples: int = N_SAMPLES
-    max_angle: float = MAX_PERTURBATION          # rad
-    n_steps: int = N_STEPS                        # control steps simulated per candidate
-    control_dt: float = CONTROL_DT                # s
-    substeps: int = SUBSTEPS
-    stable_angle: float = STABLE_ANGLE            # rad
-    table_top_z: float = 0.0                      # m, world
-    table_half_extents: tuple[float, float] = (0.5, 0.5)   # m, centred under the object
-    table_friction: float = TABLE_FRICTION
-    object_friction: float = OBJECT_FRICTION
-    friction_combine: str = 'average'             # 'average' (PhysX) | 'max' (MuJoCo) | 'min'
-    density: float = 500.0                        # kg/m^3
-    mass: float | None = None                     # kg; overrides density when given
+@dataclasses.dataclass(frozen=True)
+class PlacementConfig(ConfigBase):
+    """Knobs of the placement search (defaults = the paper where it speaks, our calls elsewhere).
+    The physics (timestep, friction, mass, table size, collision shapes) is `dexman_sim.SimConfig`."""
+
+    SECTION: ClassVar[str] = 'placement'
+    YAML_FILE: ClassVar[str] = 'retarget.yaml'
+
+    n_samples: int = N_SAMPLES                    # sampled rotations (paper: 20)
+    max_angle: float = MAX_PERTURBATION           # rad, |theta_i| bound (paper: 45 deg)
+    n_steps: int = N_STEPS                        # control steps simulated per candidate (paper: 20)
+    stable_angle: float = STABLE_ANGLE            # rad (paper: 0.75)
+    table_top_z: float = 0.0                      # m, world; set per object by the caller
     select_by: str = 'sampled'                    # 'sampled' | 'settled' (see module docstring)
     include_original: bool = True                 # candidate 0 = the estimated pose
-    integrator: str = 'implicitfast'
+
+    def __post_init__(self) -> None:
+        if self.select_by not in ('sampled', 'settled'):
+            raise ValueError(f'select_by must be sampled or settled, got {self.select_by!r}')
+        if self.n_samples < 0 or self.n_steps < 1:
+            raise ValueError(f'n_samples must be >= 0 and n_steps >= 1, got {self.n_samples}, {self.n_steps}')
+        if not (0.0 <= self.max_angle <= np.pi and 0.0 < self.stable_angle <= np.pi):
+            raise ValueError('max_angle must be in [0, pi] and stable_angle in (0, pi] (rad)')
 
 
 @dataclasses.dataclass
@@ -109,6 +115,9 @@ class PlacementReport:
     seed: int
     sim_seconds: float              # wall time of all simulations, s
     config: PlacementConfig
+    sim_config: SimConfig | None = None
+    collision_method: str = ''      # 'coacd' | 'hull' | 'given' (dexman_sim.collision)
+    warnings: tuple[str, ...] = ()  # mesh repairs and collision fallbacks
 
     @property
     def original_stable(self) -> bool:
@@ -151,12 +160,6 @@ class PlacementReport:
         }
 
 
-def rotation_angle(Ra: np.ndarray, Rb: np.ndarray) -> float:
-    """Geodesic angle between two rotation matrices, rad in [0, pi]."""
-    c = (np.trace(np.asarray(Ra).T @ np.asarray(Rb)) - 1.0) / 2.0
-    return float(np.arccos(np.clip(c, -1.0, 1.0)))
-
-
 def sample_perturbations(n: int, max_angle: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """n axes uniform on the unit sphere (normalised Gaussians) and angles uniform in
     [-max_angle, max_angle] (rad): (n, 3), (n,)."""
@@ -166,104 +169,56 @@ def sample_perturbations(n: int, max_angle: float, rng: np.random.Generator) -> 
     return axes, angles
 
 
-def _solid(mesh: Any) -> Any:
-    """The solid used for mass properties: the mesh if watertight with positive volume, else its hull."""
-    if mesh.is_watertight and mesh.volume > 1e-12:
-        return mesh
-    return mesh.convex_hull
-
-
-def _fmt(a: np.ndarray) -> str:
-    return ' '.join(f'{x:.9g}' for x in np.asarray(a, float).ravel())
-
-
 class PlacementSimulator:
-    """A compiled MuJoCo scene (table + one free object) that simulates candidate poses.
-
-    Compile once per object; `simulate(T)` resets the state, places the object at T and steps."""
+    """A compiled scene (table + one free object, `dexman_sim.build_scene` without the robot) that
+    simulates candidate poses. Compile once per object; `simulate(T)` resets the state, places the
+    object at T and steps."""
 
     def __init__(self, mesh: Any, config: PlacementConfig | None = None,
-                 collision_parts: Sequence[Any] | None = None, table_center_xy: Sequence[float] = (0.0, 0.0)):
+                 collision_parts: Sequence[Any] | None = None, table_center_xy: Sequence[float] = (0.0, 0.0),
+                 sim_config: SimConfig | None = None):
         import mujoco   # local: importing this module stays cheap
-        import trimesh
         self._mj = mujoco
         self.cfg = cfg = config or PlacementConfig()
-        if not isinstance(mesh, trimesh.Trimesh):
-            raise TypeError('mesh must be a trimesh.Trimesh (object frame, metres)')
-        parts = [mesh.convex_hull] if not collision_parts else [p.convex_hull for p in collision_parts]
-        # collision vertices in the object frame (lowest point on the table)
-        self.collision_vertices = np.concatenate([np.asarray(p.vertices, float) for p in parts])
-
-        solid = _solid(mesh)
-        props_mass = solid.volume * cfg.density
-        mass = float(cfg.mass) if cfg.mass is not None else float(props_mass)
-        self.com = np.asarray(solid.center_mass, float)               # object frame
-        inertia = np.asarray(solid.moment_inertia, float) * (mass / max(solid.mass, 1e-12))
-        # trimesh moment_inertia is about the COM for the mesh's density (solid.mass = volume * density)
-        full = [inertia[0, 0], inertia[1, 1], inertia[2, 2], inertia[0, 1], inertia[0, 2], inertia[1, 2]]
-
-        if cfg.friction_combine not in ('average', 'max', 'min'):
-            raise ValueError(f'friction_combine: {cfg.friction_combine!r}')
-        mu = {'average': 0.5 * (cfg.table_friction + cfg.object_friction),
-              'max': max(cfg.table_friction, cfg.object_friction),
-              'min': min(cfg.table_friction, cfg.object_friction)}[cfg.friction_combine]
-        hx, hy = cfg.table_half_extents
-        tz = cfg.table_top_z
-        cx, cy = table_center_xy
-        assets, geoms, pairs = [], [], []
-        for i, p in enumerate(parts):
-            assets.append(f'<mesh name="part{i}" vertex="{_fmt(p.vertices)}" '
-                          f'face="{_fmt(p.faces.astype(float))}" inertia="convex"/>')
-            geoms.append(f'<geom name="part{i}" type="mesh" mesh="part{i}" '
-                         f'friction="{cfg.object_friction} 0.005 0.0001" mass="0"/>')
-            pairs.append(f'<pair geom1="table" geom2="part{i}" condim="3" '
-                         f'friction="{mu} {mu} 0.005 0.0001 0.0001"/>')
-        timestep = cfg.control_dt / cfg.substeps
-        xml = f"""<mujoco model="stable_placement">
-  <compiler angle="radian" autolimits="true" inertiafromgeom="false"/>
-  <option timestep="{timestep:.12g}" gravity="0 0 -9.81" integrator="{cfg.integrator}"/>
-  <asset>{''.join(assets)}</asset>
-  <worldbody>
-    <body name="table" pos="{cx} {cy} {tz - 0.05}">
-      <geom name="table" type="box" size="{hx} {hy} 0.05" friction="{cfg.table_friction} 0.005 0.0001"/>
-    </body>
-    <body name="object">
-      <freejoint name="object"/>
-      <inertial pos="{_fmt(self.com)}" mass="{mass:.9g}" fullinertia="{_fmt(full)}"/>
-      {''.join(geoms)}
-    </body>
-  </worldbody>
-  <contact><exclude body1="table" body2="object"/>{''.join(pairs)}</contact>
-</mujoco>"""
-        self.model = mujoco.MjModel.from_xml_string(xml)
+        self.sim_cfg = sim_cfg = sim_config or SimConfig()
+        if collision_parts:
+            parts, self.collision_method, warn = list(collision_parts), 'given', ()
+        else:       # decomposed here (cached) so the object can be built resting on the table
+            shape = collision_shape(repair_mesh(mesh).mesh, sim_cfg)
+            parts, self.collision_method, warn = list(shape.parts), shape.method, shape.warnings
+        low = min(float(np.min(np.asarray(p.vertices)[:, 2])) for p in parts)
+        cx, cy = (float(v) for v in table_center_xy)
+        T0 = np.eye(4)
+        T0[:3, 3] = [cx, cy, cfg.table_top_z - low]
+        self.scene = build_scene([SceneObjectSpec('object', mesh, T0, collision_parts=parts)],
+                                 table_point=[cx, cy, cfg.table_top_z], table_normal=[0.0, 0.0, 1.0],
+                                 robot_model_dir=None, cfg=sim_cfg)
+        self.warnings = tuple(warn) + tuple(self.scene.warnings)
+        self.model = self.scene.model
         self.data = mujoco.MjData(self.model)
-        self.mass = mass
-        self._body = self.model.body('object').id
+        self.mass = float(self.scene.object_mass[0])
+        self.com = self.scene.object_com[0]                              # object frame
+        self.collision_vertices = self.scene.collision_vertices[0]       # object frame
 
     def lowest_point(self, T: np.ndarray) -> float:
         """Lowest world z of the collision shape at pose T, m."""
-        return float(np.min(self.collision_vertices @ T[:3, :3].T[:, 2] + T[2, 3]))
+        return self.scene.lowest_point(0, T)
 
     def place_on_table(self, T: np.ndarray) -> np.ndarray:
         """T translated along world z so the lowest collision point lies on the table top."""
-        out = np.array(T, float)
-        out[2, 3] += self.cfg.table_top_z - self.lowest_point(out)
-        return out
+        return self.scene.place_on_table(0, T)
 
     def simulate(self, T0: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Simulate n_steps control steps from rest at T0: (T_final, |v_com|, |omega|)."""
-        mj, m, d = self._mj, self.model, self.data
+        mj, m, d, sc = self._mj, self.model, self.data, self.scene
         mj.mj_resetData(m, d)
-        d.qpos[:3] = T0[:3, 3]
-        d.qpos[3:7] = Rotation.from_matrix(T0[:3, :3]).as_quat(scalar_first=True)
-        d.qvel[:] = 0.0
-        mj.mj_step(m, d, nstep=self.cfg.n_steps * self.cfg.substeps)
-        T = np.eye(4)
-        T[:3, :3] = d.xmat[self._body].reshape(3, 3)
-        T[:3, 3] = d.xpos[self._body]
+        sc.set_object_pose(d, 0, T0)
+        mj.mj_step(m, d, nstep=self.cfg.n_steps * self.sim_cfg.substeps)
+        T = sc.object_pose(d, 0)
         # free joint qvel: linear velocity of the body origin (world), angular velocity (body frame)
-        omega = d.qvel[3:6].copy()
-        v_com = d.qvel[:3] + T[:3, :3] @ np.cross(omega, self.com)
+        v = int(sc.object_qvel_adr[0])
+        omega = d.qvel[v + 3:v + 6].copy()
+        v_com = d.qvel[v:v + 3] + T[:3, :3] @ np.cross(omega, self.com)
         return T, float(np.linalg.norm(v_com)), float(np.linalg.norm(omega))
 
 
@@ -280,19 +235,20 @@ def perturb_pose(T: np.ndarray, axis: np.ndarray, angle: float, com_object: np.n
 
 def find_stable_placement(mesh: Any, estimated_pose: np.ndarray, *, seed: int = 0,
                           config: PlacementConfig | None = None,
-                          collision_parts: Sequence[Any] | None = None) -> PlacementReport:
+                          collision_parts: Sequence[Any] | None = None,
+                          sim_config: SimConfig | None = None) -> PlacementReport:
     """Paper 3.3: sample rotations of the estimated initial pose, simulate each, keep the stable one
     closest to the original (see the module docstring for the formulas and our calls).
 
     mesh: trimesh.Trimesh in the object frame, metres. estimated_pose: (4, 4) T_world_object.
     seed: the sampler's seed (numpy default_rng); identical inputs and seed give identical reports.
+    sim_config: the scene's physics (default: SimConfig(), whose values are config/sim.yaml's).
     """
     cfg = config or PlacementConfig()
-    if cfg.select_by not in ('sampled', 'settled'):
-        raise ValueError(f'select_by: {cfg.select_by!r}')
+    sim_cfg = sim_config or SimConfig()
     T_est = np.asarray(estimated_pose, float)
     R_est = T_est[:3, :3]
-    sim = PlacementSimulator(mesh, cfg, collision_parts, table_center_xy=T_est[:2, 3])
+    sim = PlacementSimulator(mesh, cfg, collision_parts, table_center_xy=T_est[:2, 3], sim_config=sim_cfg)
     rng = np.random.default_rng(seed)
     axes, angles = sample_perturbations(cfg.n_samples, cfg.max_angle, rng)
 
@@ -318,7 +274,8 @@ def find_stable_placement(mesh: Any, estimated_pose: np.ndarray, *, seed: int = 
     else:
         chosen = min(stable, key=lambda c: (c.settled_angle, abs(c.angle), c.index))
     return PlacementReport(estimated_pose=T_est, original=original, candidates=candidates, chosen=chosen,
-                           seed=seed, sim_seconds=sim_seconds, config=cfg)
+                           seed=seed, sim_seconds=sim_seconds, config=cfg, sim_config=sim_cfg,
+                           collision_method=sim.collision_method, warnings=sim.warnings)
 
 
 @dataclasses.dataclass
@@ -339,12 +296,14 @@ class StabilityStats:
 
 
 def stable_configuration_rate(objects: Sequence[tuple[Any, np.ndarray]], *, seed: int = 0,
-                              config: PlacementConfig | None = None) -> StabilityStats:
+                              config: PlacementConfig | None = None,
+                              sim_config: SimConfig | None = None) -> StabilityStats:
     """Percentage of stable initial configurations with and without sampling (paper Table 4).
 
     objects: (mesh, estimated T_world_object) pairs. Object i uses seed `seed + i` (deterministic,
     independent of the list's other entries)."""
-    reports = [find_stable_placement(m, T, seed=seed + i, config=config) for i, (m, T) in enumerate(objects)]
+    reports = [find_stable_placement(m, T, seed=seed + i, config=config, sim_config=sim_config)
+               for i, (m, T) in enumerate(objects)]
     return StabilityStats(n=len(reports),
                           stable_without_sampling=sum(r.original_stable for r in reports),
                           stable_with_sampling=sum(r.found_stable for r in reports),

@@ -49,6 +49,10 @@ import time
 
 import numpy as np
 
+from dexman_common.geometry import axis_angle_from_rotation as _rotvec
+from dexman_common.geometry import rotation_angle_between
+from dexman_common.report import format_index_ranges
+from dexman_common.config import ConfigBase
 from dexman_description import robot_model as rm
 from .hand_keypoints import SIDES
 from .wrist_targets import palm_targets_from_human
@@ -58,7 +62,12 @@ MIRROR_SIGNS = np.array([1.0, -1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
 
 
 @dataclasses.dataclass(frozen=True)
-class IKOptions:
+class IKOptions(ConfigBase):
+    """Tunables of the wrist IK (module doc); values in config/retarget.yaml [ik]."""
+
+    SECTION = 'ik'
+    YAML_FILE = 'retarget.yaml'
+
     pos_weight: float = 1.0        # residual weight of the position error (1/m)
     rot_weight: float = 0.2        # of the orientation error (1/rad): 1 rad weighs as 0.2 m
     smooth_weight: float = 1e-4    # mu: pull towards the previous frame's joints
@@ -73,7 +82,16 @@ class IKOptions:
     jump_pos: float = 0.1          # warm start this far (m) ...
     jump_rot: float = 1.0          # ... or this far (rad) from the target: try the nearest table pose
     seed: int = 0                  # random generator of the seed table
-    extra_joints: tuple = ()       # joints solved with both arms (e.g. rm.WAIST_JOINTS)
+    extra_joints: tuple[str, ...] = ()   # joints solved with both arms (e.g. rm.WAIST_JOINTS)
+
+    def __post_init__(self):
+        if not (self.pos_weight > 0 and self.rot_weight >= 0 and self.smooth_weight >= 0):
+            raise ValueError('pos_weight must be > 0, rot_weight and smooth_weight >= 0')
+        if not (self.tol_pos > 0 and self.tol_rot > 0 and self.reach_tol_pos >= self.tol_pos
+                and self.reach_tol_rot >= self.tol_rot):
+            raise ValueError('need 0 < tol_pos <= reach_tol_pos and 0 < tol_rot <= reach_tol_rot')
+        if self.max_iters < 1 or self.restarts < 0 or self.seed_table < 1 or not self.max_step > 0:
+            raise ValueError('need max_iters >= 1, restarts >= 0, seed_table >= 1, max_step > 0')
 
 
 @dataclasses.dataclass
@@ -110,7 +128,7 @@ class IKResult:
                 line += (f'; on those position error median {1e3 * np.median(pe):.3f} mm, max '
                          f'{1e3 * pe.max():.3f} mm, orientation median {np.median(re):.2e} rad, max {re.max():.2e} rad')
             if len(bad):
-                line += f'; unreachable frames: {_ranges(bad)}'
+                line += f'; unreachable frames: {format_index_ranges(bad)}'
             lines.append(line)
         return '\n'.join(lines)
 
@@ -122,31 +140,13 @@ class IKResult:
         return out
 
 
-def _ranges(idx) -> str:
-    """'3-7, 12' from sorted frame indices."""
-    parts, start, prev = [], None, None
-    for i in list(idx) + [None]:
-        if start is None:
-            start = prev = i
-        elif i is not None and i == prev + 1:
-            prev = i
-        else:
-            parts.append(f'{start}' if start == prev else f'{start}-{prev}')
-            start = prev = i
-    return ', '.join(parts)
-
-
-def _rotvec(R: np.ndarray) -> np.ndarray:
-    """Rotation vector (axis * angle, angle in [0, pi]) of a rotation matrix."""
-    import mujoco
-    q = np.empty(4)
-    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, dtype=float).ravel())
-    if q[0] < 0.0:
-        q = -q
-    s = np.linalg.norm(q[1:])
-    if s < 1e-12:
-        return 2.0 * q[1:]
-    return q[1:] * (2.0 * np.arctan2(s, q[0]) / s)
+def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A x = b; the minimum-norm least-squares x when A is numerically singular (the LM damping
+    can shrink to ~1e-18 of a rank-deficient J^T J)."""
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
 def _check_targets(targets, name):
@@ -216,6 +216,7 @@ class WristIK:
                 self.reach[s] = float('inf')
         self.rng = np.random.default_rng(options.seed)
         self._table = {}
+        self._trees = {}           # side -> KD-tree over the seed table (closest_pose)
 
     # --- kinematics -------------------------------------------------------------------------
     def _fk(self, q):
@@ -284,8 +285,7 @@ class WristIK:
                 rot[i] = self.data.xmat[b].reshape(3, 3)
             self._table[side] = (qs, pos, rot)
         qs, pos, rot = self._table[side]
-        cos = (np.einsum('ij,nij->n', target[:3, :3], rot) - 1.0) / 2.0
-        ang = np.arccos(np.clip(cos, -1.0, 1.0))
+        ang = rotation_angle_between(target[:3, :3], rot)
         d = (o.pos_weight ** 2) * np.sum((pos - target[:3, 3]) ** 2, axis=1) + (o.rot_weight * ang) ** 2
         idx = np.argsort(d)[:k]
         return (qs[idx], d[idx]) if with_dist else qs[idx]
@@ -294,7 +294,7 @@ class WristIK:
     @staticmethod
     def _box_solve(H, g, lo, hi):
         """argmin 1/2 x'Hx - g'x subject to lo <= x <= hi (lo <= 0 <= hi), by fixing violators."""
-        x = np.linalg.solve(H, g)
+        x = _solve(H, g)
         viol = (x < lo) | (x > hi)
         if not viol.any():
             return x
@@ -306,7 +306,7 @@ class WristIK:
                 break
             fixed = ~free
             Hf = H[free]
-            x[free] = np.linalg.solve(Hf[:, free], g[free] - Hf[:, fixed] @ x[fixed])
+            x[free] = _solve(Hf[:, free], g[free] - Hf[:, fixed] @ x[fixed])
             viol = free & ((x < lo) | (x > hi))
             if not viol.any():
                 break
@@ -388,6 +388,42 @@ class WristIK:
             if dist[0] < self._cost({s: err[s]}):
                 q[self.side_cols[s]] = seed[0]
         return q
+
+    def _embed(self, pos, rot) -> np.ndarray:
+        """(N, 12) points whose squared distances are w_p^2 |dp|^2 + w_r^2 |dR|_F^2 / 2, the chordal
+        form of the seed distance (w_r^2 (2 - 2 cos angle), ~ (w_r angle)^2 for small angles)."""
+        o = self.opt
+        pos = np.asarray(pos, dtype=float).reshape(-1, 3)
+        rot = np.asarray(rot, dtype=float).reshape(-1, 9)
+        return np.hstack([o.pos_weight * pos, (o.rot_weight / np.sqrt(2.0)) * rot])
+
+    def _nearest_seeds(self, side, target, k) -> np.ndarray:
+        """k seed-table arm poses (k, 7) nearest to the target, by a KD-tree (:meth:`_embed`)."""
+        if side not in self._trees:
+            from scipy.spatial import cKDTree
+            self._seeds(side, target, 1)                    # samples the table once
+            _, pos, rot = self._table[side]
+            self._trees[side] = cKDTree(self._embed(pos, rot))
+        _, idx = self._trees[side].query(self._embed(target[:3, 3], target[:3, :3])[0], k=k)
+        return self._table[side][0][np.atleast_1d(idx)]
+
+    def closest_pose(self, side: str, target, n_seeds: int = 2, max_iters: int | None = None):
+        """A reach test for one arm and one target (4x4) that does not depend on any previous frame:
+        LM without regularisation from the ``n_seeds`` seed-table poses nearest to the target,
+        stopping at the first that converges (``tol_pos`` / ``tol_rot``). Returns (the 7 arm
+        joints, (position error m, orientation error rad)) of the best."""
+        c = self.side_cols[side]
+        target = np.asarray(target, dtype=float)
+        best_q, best_e = None, None
+        for seed in self._nearest_seeds(side, target, max(int(n_seeds), 1)):
+            q = self.nominal.copy()
+            q[c] = seed
+            qk, ek, _ = self._lm(q, {side: target}, [side], c, q, 0.0, max_iters or self.opt.max_iters)
+            if best_e is None or self._cost({side: ek[side]}) < self._cost({side: best_e}):
+                best_q, best_e = qk[c].copy(), ek[side]
+            if best_e[0] <= self.opt.tol_pos and best_e[1] <= self.opt.tol_rot:
+                break
+        return best_q, best_e
 
     def solve_frame(self, targets: dict, q_init, q_prev=None):
         """One frame. targets: {side: 4x4} for the arms to move. Returns (q, err, iterations)."""

@@ -42,6 +42,8 @@ import time
 
 import numpy as np
 
+from dexman_common.geometry import quat_from_matrix
+from dexman_common.config import ConfigBase
 from dexman_description import robot_model as rm
 from .wrist_ik import IKOptions, IKResult, WristIK
 from .wrist_targets import SIDES, palm_targets_from_human
@@ -77,7 +79,12 @@ def genesis_available() -> tuple[bool, str]:
 
 
 @dataclasses.dataclass(frozen=True)
-class GenesisIKOptions:
+class GenesisIKOptions(ConfigBase):
+    """Tunables of the Genesis backend; values in config/retarget.yaml [genesis_ik]."""
+
+    SECTION = 'genesis_ik'
+    YAML_FILE = 'retarget.yaml'
+
     backend: str = 'cpu'           # 'cpu' or 'gpu' (gs.init backend, when this module initialises Genesis)
     precision: str = '32'          # gs.init precision ('32' or '64')
     max_samples: int = 50          # Genesis resamples (random restarts) per frame
@@ -139,13 +146,6 @@ def write_ik_mjcf(model_dir, out_path) -> pathlib.Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out
-
-
-def _quat_wxyz(R) -> np.ndarray:
-    import mujoco
-    q = np.empty(4)
-    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, dtype=float).ravel())
-    return q
 
 
 def _np(x) -> np.ndarray:
@@ -213,7 +213,7 @@ class GenesisWristIK:
         qpos = self.robot.inverse_kinematics_multilink(
             links=[self.links[s] for s in sides],
             poss=[np.asarray(targets[s][:3, 3], dtype=float) for s in sides],
-            quats=[_quat_wxyz(targets[s][:3, :3]) for s in sides],
+            quats=[quat_from_matrix(targets[s][:3, :3], scalar_first=True) for s in sides],
             init_qpos=self._gs_qpos(q_arm), respect_joint_limit=True, max_samples=o.max_samples,
             max_solver_iters=o.max_solver_iters, damping=o.damping, pos_tol=o.tol_pos,
             rot_tol=o.tol_rot, max_step_size=o.max_step_size, dofs_idx_local=dofs, return_error=False)

@@ -43,6 +43,7 @@ from rclpy.node import Node
 from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_qos, run_main
 
 from dexman_common.artefacts import reference as refm
+from dexman_common.stamps import ns_to_sec_nanosec, seconds_to_ns
 from ..core import retarget_pipeline as rp
 
 SERVICE = '/dexman/retarget'
@@ -65,8 +66,8 @@ def _uri_to_path(uri: str) -> pathlib.Path | None:
 
 def _duration(seconds: float):
     from builtin_interfaces.msg import Duration
-    ns = int(round(seconds * 1e9))
-    return Duration(sec=ns // 10**9, nanosec=ns % 10**9)
+    sec, nanosec = ns_to_sec_nanosec(seconds_to_ns(seconds))
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 class RetargetNode(Node):

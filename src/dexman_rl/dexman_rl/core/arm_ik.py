@@ -28,9 +28,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from dexman_common.config import ConfigBase
+from dexman_common.geometry import axis_angle_from_rotation
 
 SIDES = ('left', 'right')
 
@@ -110,7 +110,7 @@ class ArmIK:
         e = np.empty(np.shape(pos)[:2] + (6,))
         e[..., :3] = np.asarray(pos, dtype=float) - self.palm_pos[t]
         dR = np.asarray(rot, dtype=float) @ np.swapaxes(self.palm_rot[t], -1, -2)
-        e[..., 3:] = Rotation.from_matrix(dR.reshape(-1, 3, 3)).as_rotvec().reshape(e.shape[:2] + (3,))
+        e[..., 3:] = axis_angle_from_rotation(dR)
         return e
 
     def solve(self, frames: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
@@ -128,7 +128,8 @@ def box_dls(J: np.ndarray, e: np.ndarray, damping: float, lo: np.ndarray, hi: np
             iterations: int) -> np.ndarray:
     """Damped least-squares step dq (..., n) for J (..., m, n) dq = e (..., m) with lo <= dq <= hi,
     batched: a joint whose unconstrained step leaves its box is fixed at the bound it crossed and
-    the others re-solved against the remaining error (up to ``iterations`` rounds; a last clip)."""
+    the others re-solved against the remaining error (up to ``iterations`` rounds; a last clip).
+    A 1e-12 floor on the damping keeps the solve defined when every joint is fixed."""
     free = np.ones(J.shape[:-2] + J.shape[-1:], dtype=bool)
     fixed_dq = np.zeros(free.shape)
     eye = np.eye(J.shape[-2])
@@ -136,7 +137,7 @@ def box_dls(J: np.ndarray, e: np.ndarray, damping: float, lo: np.ndarray, hi: np
     for _ in range(max(1, iterations)):
         Jf = J * free[..., None, :]
         r = e - np.einsum('...ij,...j->...i', J, fixed_dq)
-        y = np.linalg.solve(Jf @ np.swapaxes(Jf, -1, -2) + damping ** 2 * eye, r[..., None])[..., 0]
+        y = np.linalg.solve(Jf @ np.swapaxes(Jf, -1, -2) + max(damping ** 2, 1e-12) * eye, r[..., None])[..., 0]
         dq = fixed_dq + np.einsum('...ji,...j->...i', Jf, y)
         viol = free & ((dq < lo - 1e-12) | (dq > hi + 1e-12))
         if not viol.any():

@@ -37,9 +37,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from dexman_common.config import ConfigBase
+from dexman_common.geometry import axis_angle_from_rotation, rotation_angle, rotation_from_axis_angle
 
 N_HANDS = 2
 WRIST_DIMS = 6                       # Δx (3) + Δω (3)
@@ -124,19 +124,14 @@ class ResidualAccumulator:
         a_x, a_w, a_th = split_actions(actions, self.n_fingers)
         c = self.cfg
         self.sum_x = _clip_norm(self.sum_x + c.pos_scale * a_x, c.max_wrist_offset)
-        step = Rotation.from_rotvec((c.rot_scale * a_w).reshape(-1, 3)).as_matrix().reshape(self.rot.shape)
+        step = rotation_from_axis_angle(c.rot_scale * a_w)
         rot = self.rot @ step
         if c.max_wrist_angle > 0:
-            rv = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_rotvec().reshape(self.sum_x.shape)
-            ang = np.linalg.norm(rv, axis=-1)
-            over = ang > c.max_wrist_angle
+            over = rotation_angle(rot) > c.max_wrist_angle
             if over.any():
-                rv = _clip_norm(rv, c.max_wrist_angle)
-                rot = np.where(over[..., None, None],
-                               Rotation.from_rotvec(rv.reshape(-1, 3)).as_matrix().reshape(rot.shape), rot)
-        # re-orthonormalise (products of many rotations drift)
-        u, _, vt = np.linalg.svd(rot)
-        self.rot = u @ vt
+                rv = axis_angle_from_rotation(rot[over])
+                rot[over] = rotation_from_axis_angle(_clip_norm(rv, c.max_wrist_angle))
+        self.rot = rot
         self.sum_th = self.sum_th + c.finger_scale * a_th
         if c.finger_anti_windup and ref_fingers is not None:
             ref = np.asarray(ref_fingers, dtype=float)

@@ -32,18 +32,17 @@ Decisions where the paper is silent or loose:
   * Δpos is the unsquared wrist distance (m), Δrot the wrist rotation angle (rad), Δjnt the
     absolute joint-angle difference (rad).
 
-Quaternion angle: no vectorised quaternion-angle function exists in the repo
-(``dexman_common.geometry`` has matrix-only, single-pose helpers), so ``_quat_angle`` below is a
-small wrapper over scipy's ``Rotation`` (used by ``success.py`` as well).
+Quaternion angle: ``dexman_common.geometry.quat_angle`` (vectorised, any norm > 0,
+sign-invariant, in [0, π]), imported here as ``_quat_angle`` (``success.py`` uses it as well).
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from dexman_common.config import ConfigBase
+from dexman_common.geometry import quat_angle as _quat_angle
 
 N_TIP_KEYPOINTS = 5    # thumb, index, middle, ring, little fingertips come first
 N_PALM_KEYPOINTS = 4   # then index, middle, ring, little MCP keypoints
@@ -94,20 +93,6 @@ class RewardConfig(ConfigBase):
         """w_c^j for the K = 9 contact keypoints: (9,) = 5 x tip weight then 4 x palm weight."""
         return np.array([self.contact_weight_tip] * N_TIP_KEYPOINTS
                         + [self.contact_weight_palm] * N_PALM_KEYPOINTS, dtype=float)
-
-
-def _quat_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
-    """Rotation angle (rad, in [0, π]) between wxyz quaternions q1, q2 (..., 4); sign-invariant."""
-    q1, q2 = np.broadcast_arrays(np.asarray(q1, dtype=float), np.asarray(q2, dtype=float))
-    shape = q1.shape[:-1]
-    if q1.shape[-1] != 4:
-        raise ValueError(f'quaternions must have last dimension 4 (w, x, y, z), got {q1.shape}')
-    if q1.size == 0:
-        return np.zeros(shape)
-    wxyz_to_xyzw = [1, 2, 3, 0]
-    r1 = Rotation.from_quat(q1.reshape(-1, 4)[:, wxyz_to_xyzw])
-    r2 = Rotation.from_quat(q2.reshape(-1, 4)[:, wxyz_to_xyzw])
-    return (r1.inv() * r2).magnitude().reshape(shape)
 
 
 def lifted(obj_z: np.ndarray, rest_z: np.ndarray, cfg: RewardConfig) -> np.ndarray:

@@ -17,8 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from dexman_common.config import ConfigBase
-
-from .rewards import _quat_angle
+from dexman_common.geometry import quat_angle as _quat_angle
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,33 +1,28 @@
-"""Read a synthetic demonstration bag back (rosbags): images, depth, camera info, ground-truth topics."""
+"""Read a synthetic demonstration bag back: images, depth, camera info, ground-truth topics.
+
+The project's bag reader (dexman_common.bag_reader), image codec and stamp conversion, under
+the names the synthetic tests and benches use.
+"""
 from __future__ import annotations
 
 import pathlib
 
 import numpy as np
-from rosbags.rosbag2 import Reader
 
-from .bag_writer import TOPIC_DEPTH, TOPIC_IMAGE, typestore
+from dexman_common.bag_reader import BagReader
+from dexman_common.image_codec import image_to_numpy as image_array
+from dexman_common.stamps import stamp_ns
 
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
-
-
-def image_array(msg) -> np.ndarray:
-    if msg.encoding == 'rgb8':
-        return np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
-    if msg.encoding == '32FC1':
-        return np.asarray(msg.data, np.uint8).view('<f4').reshape(msg.height, msg.width)
-    raise ValueError(f'unsupported encoding {msg.encoding}')
+from .bag_writer import TOPIC_DEPTH, TOPIC_IMAGE
 
 
 def read_topics(bag_dir: str | pathlib.Path, topics: list[str] | None = None):
-    """Yield (topic, log_time_ns, message) in log-time order."""
-    ts = typestore()
-    with Reader(pathlib.Path(bag_dir)) as r:
-        conns = [c for c in r.connections if topics is None or c.topic in topics]
-        for c, t, raw in r.messages(connections=conns):
-            yield c.topic, t, ts.deserialize_cdr(raw, c.msgtype)
+    """Yield (topic, log_time_ns, message) in log-time order; topics the bag lacks yield nothing."""
+    with BagReader(bag_dir) as bag:
+        if topics is not None:
+            topics = [t for t in topics if t in bag.topics]
+        for m in bag.messages(topics):
+            yield m.topic, m.recorded_ns, bag.deserialize(m)
 
 
 def image_at(bag_dir: str | pathlib.Path, stamp: int, topic: str = TOPIC_IMAGE) -> np.ndarray | None:

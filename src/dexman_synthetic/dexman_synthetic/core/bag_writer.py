@@ -13,6 +13,7 @@ The bag is written into a temporary directory beside the target and renamed into
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 import shutil
 import tempfile
@@ -20,7 +21,9 @@ import tempfile
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from dexman_common.bag_reader import make_typestore
+from dexman_common.stamps import ns_to_sec_nanosec
 
 from .transforms import quat_xyzw
 
@@ -41,42 +44,14 @@ def object_tf_frame(object_id: str) -> str:
     return object_id
 
 
-def _find_msg_dir(package: str) -> pathlib.Path | None:
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        d = pathlib.Path(get_package_share_directory(package)) / 'msg'
-        if d.is_dir():
-            return d
-    except Exception:   # noqa: BLE001 - package not installed / no ament index
-        pass
-    here = pathlib.Path(__file__).resolve()
-    for parent in here.parents:
-        for cand in (parent / 'src' / package / 'msg', parent / 'compat' / package / 'msg'):
-            if cand.is_dir():
-                return cand
-    return None
-
-
-_TYPESTORE = None
-
-
+@functools.lru_cache(maxsize=1)
 def typestore():
-    """ROS 2 Kilted typestore with dexman_msgs and tf2_msgs registered from their .msg files."""
-    global _TYPESTORE
-    if _TYPESTORE is None:
-        ts = get_typestore(Stores.ROS2_KILTED)
-        types = {}
-        for pkg in ('tf2_msgs', 'dexman_msgs'):
-            d = _find_msg_dir(pkg)
-            if d is None:
-                if pkg == 'dexman_msgs':
-                    raise FileNotFoundError('dexman_msgs .msg files not found (ament index or src/)')
-                continue
-            for f in sorted(d.glob('*.msg')):
-                types.update(get_types_from_msg(f.read_text(), f'{pkg}/msg/{f.stem}'))
-        ts.register(types)
-        _TYPESTORE = ts
-    return _TYPESTORE
+    """ROS 2 Kilted typestore (tf2_msgs included) with dexman_msgs: the bag reader's
+    (dexman_common.bag_reader.make_typestore), built once."""
+    ts = make_typestore('kilted')
+    if 'dexman_msgs/msg/Hands3D' not in ts.fielddefs:
+        raise FileNotFoundError('dexman_msgs .msg files not found (ament index or src/)')
+    return ts
 
 
 def _qos(durability) -> Qos:
@@ -100,8 +75,8 @@ class BagWriter:
     # ------------------------------------------------------------------ helpers
     def _header(self, stamp_ns: int, frame: str):
         M = self.M
-        return M['std_msgs/msg/Header'](stamp=M['builtin_interfaces/msg/Time'](sec=int(stamp_ns // 10**9),
-                                                                          nanosec=int(stamp_ns % 10**9)),
+        sec, nanosec = ns_to_sec_nanosec(stamp_ns)
+        return M['std_msgs/msg/Header'](stamp=M['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec),
                                         frame_id=frame)
 
     def _tfs(self, stamp_ns, parent, child, T):

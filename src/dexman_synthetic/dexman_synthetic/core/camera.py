@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from dexman_common.camera import masked_depth_points, project_points
+
 from .transforms import apply_T, inv_T, make_T, normalize
 
 OPTICAL_FROM_MUJOCO = np.diag([1.0, -1.0, -1.0])
@@ -23,23 +25,15 @@ def intrinsics(fovy_deg: float, width: int, height: int) -> np.ndarray:
 
 
 def project(K: np.ndarray, T_camera_world: np.ndarray, pts_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (..., 2) and depths (...,) of world points."""
+    """Pixel coordinates (..., 2) and depths (...,) of world points (pinhole formula also for
+    points behind the camera: check z)."""
     pc = apply_T(T_camera_world, pts_world)
-    z = pc[..., 2]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        uv = (pc[..., :2] / z[..., None]) * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
-    return uv, z
+    return project_points(pc, K, nan_behind=False), pc[..., 2]
 
 
 def backproject(K: np.ndarray, depth: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Camera-frame points (M, 3) of the pixels in `mask` (default: depth > 0)."""
-    if mask is None:
-        mask = depth > 0
-    v, u = np.nonzero(mask)
-    z = depth[v, u].astype(float)
-    x = (u - K[0, 2]) / K[0, 0] * z
-    y = (v - K[1, 2]) / K[1, 1] * z
-    return np.stack([x, y, z], axis=1)
+    """Camera-frame points (M, 3) of the pixels in `mask` (default: all) with depth > 0."""
+    return masked_depth_points(depth, K, mask)
 
 
 def look_at(eye, target) -> np.ndarray:

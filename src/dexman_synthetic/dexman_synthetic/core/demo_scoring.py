@@ -14,13 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _stats(err: np.ndarray) -> dict:
-    err = np.asarray(err, float)
-    if err.size == 0:
-        return {'n': 0, 'mean_m': None, 'median_m': None, 'p95_m': None, 'max_m': None}
-    return {'n': int(err.size), 'mean_m': float(err.mean()), 'median_m': float(np.median(err)),
-            'p95_m': float(np.percentile(err, 95)), 'max_m': float(err.max())}
+from dexman_common.geometry import vector_angle
+from dexman_common.report import summary_stats
 
 
 def object_centre_errors(demo, gt, object_index: int = 0, gt_object_index: int | None = None) -> np.ndarray:
@@ -65,14 +60,16 @@ def object_error_vs_ground_truth(demo, case_dir) -> dict:
     for i, o in enumerate(demo.objects):
         gi = gt.object_index(o.id) if o.id in [g.id for g in gt.objects] else i
         err = object_centre_errors(demo, gt, i, gi)
-        out['objects'][o.id] = {**_stats(err[np.isfinite(err)]), 'valid_fraction': float(demo.object_valid[i].mean())}
+        out['objects'][o.id] = {**summary_stats(err[np.isfinite(err)], suffix='_m'),
+                                'valid_fraction': float(demo.object_valid[i].mean())}
     frames = np.flatnonzero(gt.frame_in_bag)
     for name, e in hand_keypoint_errors(demo, gt).items():
         h = 0 if name == 'left' else 1
         present = gt.hand_present[h, frames]
-        out['hands'][name] = {**_stats(e.reshape(-1)),
+        out['hands'][name] = {**summary_stats(e, suffix='_m'),
                               'detection_rate': float((demo.hand_valid[h] & present).sum() / max(1, present.sum()))}
     n_true = np.asarray(gt.table_normal, float) @ gt.T_camera_world[:3, :3].T
     n_pred = np.asarray(demo.table_normal, float) @ np.linalg.inv(demo.T_world_camera)[:3, :3].T
-    out['table_normal_error_deg'] = float(np.degrees(np.arccos(np.clip(abs(n_true @ n_pred), -1, 1))))
+    angle = vector_angle(n_true, n_pred)
+    out['table_normal_error_deg'] = float(np.degrees(min(angle, np.pi - angle)))   # normals: either sign
     return out

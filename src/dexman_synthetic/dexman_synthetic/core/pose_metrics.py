@@ -59,7 +59,7 @@ filtering); VSD needs depth and masks. Missing images → the figure is None wit
 `unavailable`, never a made-up number.
 
 Temporal stability. ΔT*_i = (T*_i)⁻¹ T*_{i+1}, ΔT̃_i = T̃_i⁻¹ T̃_{i+1} (the alignment cancels here),
-e_trans = ||Δt̃ − Δt*||, e_rot = arccos(clip((tr(ΔR̃ ΔR*ᵀ) − 1)/2, −1, 1)),
+e_trans = ||Δt̃ − Δt*||, e_rot = the rotation angle of ΔR̃ ΔR*ᵀ in [0, π],
 s = ½ exp(−e_trans/0.01) + ½ exp(−e_rot/0.1); mean and population std (ddof 0) over the pairs of
 consecutive evaluated frames where both predictions are valid.
 """
@@ -70,7 +70,9 @@ from typing import Any
 
 import numpy as np
 
+from dexman_common.camera import project_points
 from dexman_common.geometry import invert_transform as rigid_inverse  # noqa: F401 (public name)
+from dexman_common.geometry import rotation_angle_between
 from dexman_common.mesh_sampling import sample_surface  # noqa: F401 (public name)
 
 ADD_S_MAX_THRESHOLD = 0.10      # m, τ range [0, 0.10]
@@ -241,9 +243,7 @@ def render_point_depth(points: np.ndarray, T_world_object: np.ndarray, K: np.nda
     pc = pc[pc[:, 2] > NEAR_PLANE]
     img = np.full(height * width, np.inf)
     if len(pc):
-        uvw = pc @ np.asarray(K, np.float64).T
-        u = np.floor(uvw[:, 0] / uvw[:, 2] + 0.5)
-        v = np.floor(uvw[:, 1] / uvw[:, 2] + 0.5)
+        u, v = np.floor(project_points(pc, K) + 0.5).T
         ok = (u >= 0) & (u < width) & (v >= 0) & (v < height)
         lin = v[ok].astype(np.int64) * width + u[ok].astype(np.int64)
         np.minimum.at(img, lin, pc[ok, 2])
@@ -299,8 +299,7 @@ def temporal_stability(gt_poses: np.ndarray, pred_poses: np.ndarray,
     dgt = rigid_inverse(gt_poses[i]) @ gt_poses[i + 1]
     dpr = rigid_inverse(pred_poses[i]) @ pred_poses[i + 1]
     e_t = np.linalg.norm(dpr[:, :3, 3] - dgt[:, :3, 3], axis=1)
-    tr = np.einsum('nij,nij->n', dpr[:, :3, :3], dgt[:, :3, :3])     # tr(A Bᵀ)
-    e_r = np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0))
+    e_r = rotation_angle_between(dpr[:, :3, :3], dgt[:, :3, :3])     # angle of ΔR̃ᵀ ΔR* (= of ΔR̃ ΔR*ᵀ)
     s = 0.5 * np.exp(-e_t / STAB_TRANS_SCALE) + 0.5 * np.exp(-e_r / STAB_ROT_SCALE)
     return s, i
 

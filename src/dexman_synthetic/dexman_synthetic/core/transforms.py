@@ -1,4 +1,5 @@
-"""Rigid transforms, rotations and interpolation helpers (numpy only).
+"""Rigid transforms, rotations and interpolation helpers of the synthetic generator (the SE(3)
+and quaternion ones are dexman_common.geometry's, imported under the short names used here).
 
 Conventions: 4x4 homogeneous matrices `T_a_b` map points in frame b to frame a. Quaternions are
 (w, x, y, z) for MuJoCo and (x, y, z, w) for ROS messages; the helpers name which one they use.
@@ -9,6 +10,13 @@ import hashlib
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
+
+# The SE(3) / quaternion helpers are dexman_common.geometry's, under this package's short names.
+from dexman_common.geometry import invert_transform as inv_T  # noqa: F401
+from dexman_common.geometry import make_transform as make_T
+from dexman_common.geometry import quat_from_matrix, rotation_from_axis_angle
+from dexman_common.geometry import quat_from_matrix as quat_xyzw  # noqa: F401
+from dexman_common.geometry import transform_points as apply_T  # noqa: F401
 
 
 def stable_seed(*parts) -> int:
@@ -21,33 +29,8 @@ def make_rng(*parts) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(stable_seed(*parts)))
 
 
-def make_T(R: np.ndarray | None = None, t=None) -> np.ndarray:
-    T = np.eye(4)
-    if R is not None:
-        T[:3, :3] = R
-    if t is not None:
-        T[:3, 3] = t
-    return T
-
-
-def inv_T(T: np.ndarray) -> np.ndarray:
-    R, t = T[..., :3, :3], T[..., :3, 3]
-    out = np.zeros_like(T)
-    Rt = np.swapaxes(R, -1, -2)
-    out[..., :3, :3] = Rt
-    out[..., :3, 3] = -np.einsum('...ij,...j->...i', Rt, t)
-    out[..., 3, 3] = 1.0
-    return out
-
-
-def apply_T(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Transform (..., 3) points by one 4x4 matrix."""
-    return pts @ T[:3, :3].T + T[:3, 3]
-
-
 def rot_axis(axis, angle: float) -> np.ndarray:
-    axis = np.asarray(axis, float)
-    return Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix()
+    return rotation_from_axis_angle(normalize(axis) * angle)
 
 
 def rot_x(a: float) -> np.ndarray:
@@ -76,16 +59,7 @@ def frame_from_xz(x, z) -> np.ndarray:
 
 
 def quat_wxyz(R: np.ndarray) -> np.ndarray:
-    x, y, z, w = Rotation.from_matrix(R).as_quat()
-    return np.array([w, x, y, z])
-
-
-def quat_xyzw(R: np.ndarray) -> np.ndarray:
-    return Rotation.from_matrix(R).as_quat()
-
-
-def rot_from_xyzw(q) -> np.ndarray:
-    return Rotation.from_quat(q).as_matrix()
+    return quat_from_matrix(R, scalar_first=True)
 
 
 def min_jerk(s: np.ndarray | float) -> np.ndarray:

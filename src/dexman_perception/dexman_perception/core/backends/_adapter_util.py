@@ -5,8 +5,9 @@ foundationpose, spatialtracker, owlv2).
   install or download, never a silent fallback.
 * Device choice ('auto' = CUDA when torch sees one, else CPU).
 * The little camera geometry the adapters share (pure numpy, unit-tested): projection,
-  unprojection, and the conversion of an HMR-style crop camera (HaMeR, 4D-Humans) to a
-  translation in the real camera's `camera_optical` frame.
+  unprojection and the intrinsics check (re-exported from dexman_common.camera), and the
+  conversion of an HMR-style crop camera (HaMeR, 4D-Humans) to a translation in the real
+  camera's `camera_optical` frame.
 
 Pixel convention of the project (stages.py): pixel centres at integer coordinates, K =
 [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], camera_optical = OpenCV (x right, y down, z forward).
@@ -21,6 +22,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+# camera geometry: the project's one implementation, under the adapters' names
+from dexman_common.camera import check_intrinsics as check_K  # noqa: F401
+from dexman_common.camera import project_points as project  # noqa: F401
+from dexman_common.camera import unproject_pixels as unproject  # noqa: F401
 
 from ..stages import BackendUnavailable
 
@@ -114,39 +120,7 @@ def check_frames(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def check_K(K: np.ndarray) -> np.ndarray:
-    """Intrinsics as float64 (3, 3) with positive focal lengths, else ValueError."""
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f'K must be a finite (3, 3) intrinsic matrix with fx, fy > 0, got {K!r}')
-    return K
-
-
 # ------------------------------------------------------------------------------ geometry
-def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(..., 3) camera_optical points -> (..., 2) pixels. Points with z <= 0 give NaN."""
-    p = np.asarray(points, dtype=np.float64)
-    z = p[..., 2]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        u = K[0, 0] * p[..., 0] / z + K[0, 1] * p[..., 1] / z + K[0, 2]
-        v = K[1, 1] * p[..., 1] / z + K[1, 2]
-    uv = np.stack([u, v], axis=-1)
-    uv[~(z > 0)] = np.nan
-    return uv
-
-
-def unproject(uv: np.ndarray, z: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pixels (..., 2) with depths (...) -> camera_optical points (..., 3). Non-finite or
-    non-positive depth gives NaN points."""
-    uv = np.asarray(uv, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64)
-    y = (uv[..., 1] - K[1, 2]) / K[1, 1]
-    x = (uv[..., 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
-    pts = np.stack([x * z, y * z, z], axis=-1)
-    pts[~(np.isfinite(z) & (z > 0))] = np.nan
-    return pts
-
-
 def cam_crop_to_camera(pred_cam: np.ndarray, box_center: np.ndarray, box_size: np.ndarray,
                        K: np.ndarray) -> np.ndarray:
     """Camera translation of an HMR-style crop prediction in the real camera (HaMeR, 4D-Humans).

@@ -21,18 +21,41 @@ the frame's pose in the camera at this frame (4x4), which `IcpRefiner.register` 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 
+from dexman_common.config import ConfigBase
+
+from ..perception_config import YAML_FILE, configured
 from ..stages import StageFailure
 from .cpu_segmentation import backproject, fit_plane_ransac
 
 
+@dataclasses.dataclass(frozen=True)
+class FusedMeshConfig(ConfigBase):
+    """Tunables of FusedCloudMesh; values in config/perception.yaml [fused_cloud_mesh]."""
+
+    SECTION = 'fused_cloud_mesh'
+    YAML_FILE = YAML_FILE
+
+    min_points: int = 30                # fewest object points with depth
+    plane_threshold: float = 0.008      # m, RANSAC inlier distance of the table plane
+    max_plane_points: int = 4000        # ring points the table plane is fitted on (random subsample)
+    seed: int = 0
+
+
 class FusedCloudMesh:
-    def __init__(self, min_points: int = 30, plane_threshold: float = 0.008, seed: int = 0):
-        self.min_points = min_points
-        self.plane_threshold = plane_threshold
-        self.seed = seed
+    """config: a FusedMeshConfig (default: its defaults = config/perception.yaml
+    [fused_cloud_mesh]); keyword overrides (its fields) replace its values."""
+    CONFIG = FusedMeshConfig
+
+    def __init__(self, config: FusedMeshConfig | None = None, **overrides):
+        cfg = self.config = configured(FusedMeshConfig, config, overrides)
+        self.min_points = cfg.min_points
+        self.plane_threshold = cfg.plane_threshold
+        self.seed = cfg.seed
 
     def reconstruct(self, rgb: np.ndarray, mask: np.ndarray, depth: np.ndarray | None, K: np.ndarray,
                     table_plane: tuple[np.ndarray, float] | None = None):
@@ -100,6 +123,7 @@ class FusedCloudMesh:
         ring &= ~cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         P = pts[ring]
         P = P[np.isfinite(P).all(1)]
-        if len(P) > 4000:
-            P = P[np.random.default_rng(self.seed).choice(len(P), 4000, replace=False)]
+        n_max = self.config.max_plane_points
+        if len(P) > n_max:
+            P = P[np.random.default_rng(self.seed).choice(len(P), n_max, replace=False)]
         return fit_plane_ransac(P, self.plane_threshold, seed=self.seed)

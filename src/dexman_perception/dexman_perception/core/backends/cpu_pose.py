@@ -2,9 +2,9 @@
 
 Stands in for FoundationPose. scipy cKDTree + a damped Gauss-Newton point-to-plane step.
 
-* Model: even surface samples of the mesh with their face normals (pose_metrics.sample_surface,
-  spacing = 1/40 of the mesh's largest extent, evenly thinned to at most `model_points`), a cKDTree on them, built
-  once per mesh and cached.
+* Model: even surface samples of the mesh with their face normals (mesh_sampling.sample_surface,
+  spacing = the mesh's largest extent / `model_samples_per_extent`, evenly thinned to at most
+  `model_points`), a cKDTree on them, built once per mesh and cached.
 * Data: the masked depth pixels (mask eroded by 1 px against silhouette mixing), back-projected,
   subsampled to at most `max_points`.
 * refine(T_init): each iteration expresses the data in the object frame (T⁻¹ q), finds the
@@ -16,14 +16,15 @@ Stands in for FoundationPose. scipy cKDTree + a damped Gauss-Newton point-to-pla
   constrain (eigenvalues of the Gauss-Newton matrix, rotations scaled by the model radius, below
   `weak_ratio` x the largest: the spin of a can, a handle seen in part sliding along its axis) are
   anchored to the initial guess by a prior on the deviation from T_init (stiffness
-  anchor_strength x weak_ratio x the largest eigenvalue); without it they drift by up to 2 cm a
-  frame on our partial views. The Gauss-Newton matrix of the last iteration / point_sigma² is left
+  anchor_strength x weak_ratio x the largest eigenvalue); without it they drift frame by frame
+  on partial views. The Gauss-Newton matrix of the last iteration / point_sigma² is left
   in `last_information` (the fused tracker weighs the refinement against its track prediction).
 * Before ICP, a coarse re-centring when fewer than half the data points have a model point
   within `max_corr_start` (see `_recentre`): large frame-to-frame translations are recovered.
 * score: inlier ratio = fraction of data points within `inlier_distance` of the model after the
   last iteration. Invalid (valid=False, T_init returned) when fewer than `min_points` data points
   have depth, or the score is below `min_score`.
+* Tunables: `IcpConfig` (config/perception.yaml [icp_refiner]).
 * register(): centres the mesh on the masked cloud. When the mesh carries
   metadata['T_camera_object'] (FusedCloudMesh does) that pose is the start; otherwise 24
   axis-aligned orientations are tried, each translated so that the model centre lies
@@ -31,38 +32,44 @@ Stands in for FoundationPose. scipy cKDTree + a damped Gauss-Newton point-to-pla
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from dexman_common.camera import depth_to_points
+from dexman_common.config import ConfigBase
+from dexman_common.geometry import (axis_angle_from_rotation, invert_transform, make_transform,
+                                    rotation_from_axis_angle)
+
+from ..perception_config import YAML_FILE, configured
 from ..stages import PoseEstimate
-from .cpu_segmentation import backproject
 
 
-def _skew(v):
-    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+@dataclasses.dataclass(frozen=True)
+class IcpConfig(ConfigBase):
+    """Tunables of IcpRefiner (module docstring); values in config/perception.yaml [icp_refiner]."""
 
+    SECTION = 'icp_refiner'
+    YAML_FILE = YAML_FILE
 
-def _exp_se3(omega, u):
-    """[[exp([ω]×), u], [0, 1]] (Rodrigues)."""
-    T = np.eye(4)
-    th = float(np.sqrt(omega @ omega))
-    if th < 1e-12:
-        T[:3, :3] += _skew(omega)
-    else:
-        Kx = _skew(omega / th)
-        T[:3, :3] += np.sin(th) * Kx + (1.0 - np.cos(th)) * (Kx @ Kx)
-    T[:3, 3] = u
-    return T
-
-
-def _rigid_inv(T):
-    Ti = np.eye(4)
-    Ti[:3, :3] = T[:3, :3].T
-    Ti[:3, 3] = -T[:3, :3].T @ T[:3, 3]
-    return Ti
+    iterations: int = 25
+    max_points: int = 1500              # data points (masked depth) kept, evenly subsampled
+    model_points: int = 4000            # model surface samples kept, evenly thinned
+    model_samples_per_extent: float = 40.0   # model sample spacing = largest extent / this
+    max_corr_start: float = 0.03        # m, max correspondence distance, first iteration
+    max_corr_end: float = 0.01          # m, ... last iteration (annealed linearly)
+    huber_delta: float = 0.004          # m
+    inlier_distance: float = 0.006      # m, for the score (inlier ratio)
+    min_points: int = 25                # fewest data points with depth
+    min_score: float = 0.3              # lowest accepted inlier ratio
+    damping: float = 1e-3               # Levenberg damping x the mean diagonal
+    weak_ratio: float = 0.0005          # eigenvalue ratio below which a direction is unconstrained
+    anchor_strength: float = 1.0        # prior stiffness on those directions (x weak_ratio x largest)
+    point_sigma: float = 0.002          # m, point-to-plane residual scale of `last_information`
+    seed: int = 0
 
 
 def _cross(a, b):
@@ -71,26 +78,27 @@ def _cross(a, b):
 
 
 class IcpRefiner:
-    def __init__(self, iterations: int = 25, max_points: int = 1500, model_points: int = 4000,
-                 max_corr_start: float = 0.03, max_corr_end: float = 0.01, huber_delta: float = 0.004,
-                 inlier_distance: float = 0.006, min_points: int = 25, min_score: float = 0.3,
-                 damping: float = 1e-3, weak_ratio: float = 0.0005, anchor_strength: float = 1.0,
-                 point_sigma: float = 0.002, seed: int = 0):
-        self.point_sigma = point_sigma
+    """config: an IcpConfig (default: its defaults = config/perception.yaml [icp_refiner]);
+    keyword overrides (IcpConfig fields, e.g. a node's backend_options) replace its values."""
+    CONFIG = IcpConfig
+
+    def __init__(self, config: IcpConfig | None = None, **overrides):
+        cfg = self.config = configured(IcpConfig, config, overrides)
+        self.point_sigma = cfg.point_sigma
         self.last_information = None
-        self.weak_ratio = weak_ratio
-        self.anchor_strength = anchor_strength
-        self.iterations = iterations
-        self.max_points = max_points
-        self.model_points = model_points
-        self.max_corr_start = max_corr_start
-        self.max_corr_end = max_corr_end
-        self.huber_delta = huber_delta
-        self.inlier_distance = inlier_distance
-        self.min_points = min_points
-        self.min_score = min_score
-        self.damping = damping
-        self.seed = seed
+        self.weak_ratio = cfg.weak_ratio
+        self.anchor_strength = cfg.anchor_strength
+        self.iterations = cfg.iterations
+        self.max_points = cfg.max_points
+        self.model_points = cfg.model_points
+        self.max_corr_start = cfg.max_corr_start
+        self.max_corr_end = cfg.max_corr_end
+        self.huber_delta = cfg.huber_delta
+        self.inlier_distance = cfg.inlier_distance
+        self.min_points = cfg.min_points
+        self.min_score = cfg.min_score
+        self.damping = cfg.damping
+        self.seed = cfg.seed
         self._cache: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------------------ model
@@ -101,7 +109,8 @@ class IcpRefiner:
             V = np.asarray(mesh.vertices, np.float64)
             F = np.asarray(mesh.faces, np.int64)
             extent = float(np.max(np.ptp(V, axis=0)))
-            pts, nrm, _ = sample_surface(V, F, max(extent / 40.0, 1e-4), max_points=None)
+            pts, nrm, _ = sample_surface(V, F, max(extent / self.config.model_samples_per_extent, 1e-4),
+                                         max_points=None)
             if len(pts) > self.model_points:   # thin the fine samples evenly (a capped sample_surface
                 sel = np.linspace(0, len(pts) - 1, self.model_points).astype(int)   # coarsens instead)
                 pts, nrm = pts[sel], nrm[sel]
@@ -115,7 +124,7 @@ class IcpRefiner:
         inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         if inner.sum() < self.min_points:
             inner = m
-        P = backproject(depth, K)[inner]
+        P = depth_to_points(depth, K)[inner]
         P = P[np.isfinite(P).all(1)]
         if len(P) > self.max_points:
             P = P[np.linspace(0, len(P) - 1, self.max_points).astype(int)]
@@ -192,7 +201,7 @@ class IcpRefiner:
         # rotations scaled by the model radius, below weak_ratio x the largest: the spin of a
         # cylinder, the slide of a handle along its axis, a flat face sliding in its plane) are
         # pulled back towards T_init with a stiffness of anchor_strength x weak_ratio x the largest
-        Ta_inv = _rigid_inv(T_init)
+        Ta_inv = invert_transform(T_init)
         use_anchor = anchor and self.weak_ratio > 0 and self.anchor_strength > 0
         radius = 0.5 * float(np.linalg.norm(np.ptp(pts, axis=0)))
         Dg = np.array([radius] * 3 + [1.0] * 3)
@@ -202,7 +211,7 @@ class IcpRefiner:
         for it in range(n_it):
             a = it / max(1, n_it - 1)
             max_corr = self.max_corr_start * (1 - a) + self.max_corr_end * a
-            Ti = _rigid_inv(T)
+            Ti = invert_transform(T)
             q = Q @ Ti[:3, :3].T + Ti[:3, 3]           # data in the object frame
             dist, idx = tree.query(q, distance_upper_bound=max_corr)
             ok = np.isfinite(dist)
@@ -224,11 +233,11 @@ class IcpRefiner:
                     Vw = V[:, weak]
                     Lam = self.anchor_strength * self.weak_ratio * ev[-1] * (Vw @ Vw.T) * DD
                     E = Ta_inv @ T                         # deviation from the anchor (object frame)
-                    e = np.concatenate([_rotvec(E[:3, :3]), E[:3, 3]])
+                    e = np.concatenate([axis_angle_from_rotation(E[:3, :3]), E[:3, 3]])
                     Hp, gp = Hp + Lam, g - Lam @ e
             x = -np.linalg.solve(Hp, gp)
-            D = _exp_se3(x[:3], x[3:])               # applied to the data in the object frame
-            T = T @ _rigid_inv(D)
+            D = make_transform(rotation_from_axis_angle(x[:3]), x[3:])   # on the data, object frame
+            T = T @ invert_transform(D)
             if np.linalg.norm(x[:3]) < 1e-5 and np.linalg.norm(x[3:]) < 1e-5:
                 break
         Ti = np.linalg.inv(T)
@@ -237,20 +246,6 @@ class IcpRefiner:
         score = float(np.mean(dist < self.inlier_distance))
         info = np.zeros((6, 6)) if H_last is None else H_last / self.point_sigma ** 2
         return T, score, info
-
-
-def _rotvec(R: np.ndarray) -> np.ndarray:
-    """Axis-angle vector of a rotation matrix (cheap; accurate away from π)."""
-    c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    ang = float(np.arccos(c))
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    if ang < 1e-6:
-        return 0.5 * w
-    s = np.sin(ang)
-    if s < 1e-6:
-        from scipy.spatial.transform import Rotation
-        return Rotation.from_matrix(R).as_rotvec()
-    return w * (ang / (2.0 * s))
 
 
 def _rotations24():

@@ -14,7 +14,7 @@ Per object, from a first-frame prompt (bool mask, or box [x0, y0, x1, y1]):
 3. Hand pixels removed. Preferred: a per-frame hand mask from the caller (`hand_masks`, e.g. the
    hand keypoints of the hands stage drawn as thick finger segments, see `hand_mask_from_keypoints`),
    dilated by `hand_margin_px`. Fallback when none is given: a skin-colour test in YCrCb
-   (Cr 133..173, Cb 77..127, the classic Chai & Ngan range), applied only to pixels whose colour
+   (`skin_cr`, `skin_cb`: the classic Chai & Ngan range), applied only to pixels whose colour
    is not closer to the object's own colour model (so a skin-coloured object is not erased).
    Without either, a hand touching the object merges with it (documented limitation).
 4. Connected components (8-connectivity) of what remains, with the pixels at depth
@@ -40,34 +40,57 @@ Two forms: `segment_video` (a clip) and `start` / `step` (one frame at a time, f
 `segment_video` is `start` + `step` and gives the same masks.
 
 Without depth (`depths` None) the stage raises StageFailure: colour alone is not a segmenter.
+Tunables: `SegmenterConfig` (config/perception.yaml [depth_color_segmenter]).
 Pure numpy / scipy / OpenCV; no rclpy.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from dexman_common.camera import depth_to_points as backproject
+from dexman_common.config import ConfigBase
+from dexman_common.geometry import PlaneFitError, fit_plane
+
+from ..perception_config import YAML_FILE, configured
 from ..stages import StageFailure
 
-# Skin range in YCrCb (Chai & Ngan 1999), OpenCV's 8-bit YCrCb.
-SKIN_CR = (133, 173)
-SKIN_CB = (77, 127)
+
+@dataclasses.dataclass(frozen=True)
+class SegmenterConfig(ConfigBase):
+    """Tunables of DepthColorSegmenter (module docstring); values in config/perception.yaml
+    [depth_color_segmenter]. Lengths in metres, image distances in pixels."""
+
+    SECTION = 'depth_color_segmenter'
+    YAML_FILE = YAML_FILE
+
+    plane_threshold: float = 0.008      # m, table-plane inlier distance
+    min_height: float = 0.006           # m, candidate pixels: height above the table in
+    max_height: float = 0.6             # m    [min_height, max_height]
+    search_radius_px: int | None = None   # motion gate radius; None: search_radius_fraction x the image's larger side
+    search_radius_fraction: float = 0.05
+    min_search_radius_px: int = 6
+    min_pixels: int = 12                # fewer: the object vanished in this frame
+    hand_margin_px: int = 2             # dilation of the hand mask
+    colour_gate: float = 6.0            # Mahalanobis distance (Lab) of an object-coloured pixel
+    use_skin_fallback: bool = True      # without a hand mask, drop skin-coloured pixels
+    skin_cr: tuple[int, int] = (133, 173)   # skin range in OpenCV's 8-bit YCrCb (Chai & Ngan 1999)
+    skin_cb: tuple[int, int] = (77, 127)
+    hand_depth_tolerance: float = 0.015   # m, pixels this far in front of a hand depth map stay
+    growth_limit: float = 1.5           # x the prompt's area: larger keeps only object-coloured pixels
+    depth_jump: float = 0.03            # m, depth discontinuity that breaks connectivity
+    motion_3d: float | None = 0.10      # m per frame, 3D motion gate (None: off)
+    prior_margin: float = 1.0           # x the search radius, dilation of a tracker prior
+    seed: int = 0
 
 
-def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(H, W, 3) camera_optical points of a depth image (NaN where depth is 0 / NaN / inf)."""
-    d = np.asarray(depth, np.float64)
-    h, w = d.shape
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    with np.errstate(invalid='ignore'):
-        ok = np.isfinite(d) & (d > 0)
-    z = np.where(ok, d, np.nan)
-    x = (u - K[0, 2]) * z / K[0, 0]
-    y = (v - K[1, 2]) * z / K[1, 1]
-    return np.stack([x, y, z], axis=-1)
+# Skin range in YCrCb (Chai & Ngan 1999), OpenCV's 8-bit YCrCb: the SegmenterConfig defaults.
+SKIN_CR = SegmenterConfig.skin_cr
+SKIN_CB = SegmenterConfig.skin_cb
 
 
 def fit_plane_ransac(points: np.ndarray, threshold: float = 0.01, iterations: int = 200,
@@ -98,19 +121,19 @@ def fit_plane_ransac(points: np.ndarray, threshold: float = 0.01, iterations: in
 
 
 def refit_plane(P: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(n, d) of the least-squares plane through the finite points, n towards the camera (the
+    origin: d >= 0); None for fewer than 10 points or (nearly) collinear ones."""
     P = np.asarray(P, np.float64).reshape(-1, 3)
     P = P[np.isfinite(P).all(1)]
     if len(P) < 10:
         return None
-    c = P.mean(0)
-    _, s, vt = np.linalg.svd(P - c, full_matrices=False)
-    if s[1] < 1e-9:
+    try:
+        fit = fit_plane(P, viewpoint=(0.0, 0.0, 0.0), collinear_rtol=0.0)
+    except PlaneFitError:
         return None
-    n = vt[2]
-    d = -n @ c
-    if d < 0:            # orient towards the camera (origin): n·0 + d > 0
-        n, d = -n, -d
-    return n, float(d)
+    if fit.singular_values[1] < 1e-9:
+        return None
+    return fit.normal, fit.offset
 
 
 def hand_mask_from_keypoints(keypoints_2d: np.ndarray, depth_m: float | np.ndarray, K: np.ndarray,
@@ -148,10 +171,11 @@ def hand_mask_from_keypoints(keypoints_2d: np.ndarray, depth_m: float | np.ndarr
     return zbuf if with_depth else np.isfinite(zbuf)
 
 
-def skin_mask(rgb: np.ndarray) -> np.ndarray:
+def skin_mask(rgb: np.ndarray, cr_range: Sequence[int] = SKIN_CR, cb_range: Sequence[int] = SKIN_CB) -> np.ndarray:
+    """(H, W) bool: pixels whose YCrCb Cr and Cb lie in the given (inclusive) ranges."""
     ycc = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2YCrCb)
     cr, cb = ycc[..., 1], ycc[..., 2]
-    return (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+    return (cr >= cr_range[0]) & (cr <= cr_range[1]) & (cb >= cb_range[0]) & (cb <= cb_range[1])
 
 
 class _ColourModel:
@@ -252,29 +276,30 @@ def _supporting_plane(P: np.ndarray, obj: np.ndarray, threshold: float, seed: in
 
 
 class DepthColorSegmenter:
-    """Depth-plane + connected-component video segmenter (see the module docstring)."""
+    """Depth-plane + connected-component video segmenter (see the module docstring).
 
-    def __init__(self, K: np.ndarray | None = None, plane_threshold: float = 0.008,
-                 min_height: float = 0.006, max_height: float = 0.6, search_radius_px: int | None = None,
-                 min_pixels: int = 12, hand_margin_px: int = 2, colour_gate: float = 6.0,
-                 use_skin_fallback: bool = True, hand_depth_tolerance: float = 0.015,
-                 growth_limit: float = 1.5, depth_jump: float = 0.03, motion_3d: float | None = 0.10,
-                 prior_margin: float = 1.0, seed: int = 0):
-        self.motion_3d = motion_3d
-        self.prior_margin = prior_margin
-        self.hand_depth_tolerance = hand_depth_tolerance
-        self.growth_limit = growth_limit
-        self.depth_jump = depth_jump
+    K: intrinsics (or pass them to `start` / `segment_video`); config: a SegmenterConfig (default:
+    its defaults = config/perception.yaml [depth_color_segmenter]); keyword overrides
+    (SegmenterConfig fields, e.g. a node's backend_options) replace its values."""
+    CONFIG = SegmenterConfig
+
+    def __init__(self, K: np.ndarray | None = None, config: SegmenterConfig | None = None, **overrides):
+        cfg = self.config = configured(SegmenterConfig, config, overrides)
+        self.motion_3d = cfg.motion_3d
+        self.prior_margin = cfg.prior_margin
+        self.hand_depth_tolerance = cfg.hand_depth_tolerance
+        self.growth_limit = cfg.growth_limit
+        self.depth_jump = cfg.depth_jump
         self.K = None if K is None else np.asarray(K, np.float64)
-        self.plane_threshold = plane_threshold
-        self.min_height = min_height
-        self.max_height = max_height
-        self.search_radius_px = search_radius_px
-        self.min_pixels = min_pixels
-        self.hand_margin_px = hand_margin_px
-        self.colour_gate = colour_gate
-        self.use_skin_fallback = use_skin_fallback
-        self.seed = seed
+        self.plane_threshold = cfg.plane_threshold
+        self.min_height = cfg.min_height
+        self.max_height = cfg.max_height
+        self.search_radius_px = cfg.search_radius_px
+        self.min_pixels = cfg.min_pixels
+        self.hand_margin_px = cfg.hand_margin_px
+        self.colour_gate = cfg.colour_gate
+        self.use_skin_fallback = cfg.use_skin_fallback
+        self.seed = cfg.seed
         self.planes: list[tuple[np.ndarray, float] | None] = []   # per frame, after a run
 
     # -------------------------------------------------------------------------------- API
@@ -318,7 +343,8 @@ class DepthColorSegmenter:
         rgb0 = np.asarray(rgb0)
         h, w = rgb0.shape[:2]
         self._shape = (h, w)
-        self._radius = self.search_radius_px or max(6, int(round(0.05 * max(h, w))))
+        self._radius = self.search_radius_px or max(
+            self.config.min_search_radius_px, int(round(self.config.search_radius_fraction * max(h, w))))
         self._frame = 0
         pts0 = backproject(depth0, K)
         self._state = {}
@@ -447,7 +473,7 @@ class DepthColorSegmenter:
             # pixels near the hand are ambiguous (fingers, wrist, arm): keep object-coloured ones
             ambiguous = cv2.dilate(region.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
         elif self.use_skin_fallback:
-            ambiguous = skin_mask(rgb)
+            ambiguous = skin_mask(rgb, self.config.skin_cr, self.config.skin_cb)
         if ambiguous is not None:
             amb = ambiguous & cand
             if amb.any():

@@ -7,8 +7,8 @@ MediaPipe's HandLandmarker gives, per hand,
       rotation of the camera axes that MediaPipe predicts; a proper, right-handed frame: on the
       project's clips palm-down hands placed by a proper-rotation PnP get the dorsal wrist axis
       towards the camera, and a z-mirrored copy fits no better).
-      On real frames the rigid world landmarks reproject 3-25 px (RMS) off the image landmarks
-      (848x624 clips): the two outputs are not exactly consistent.
+      On real frames the rigid world landmarks reproject several pixels off the image landmarks
+      (docs/perception.md): the two outputs are not exactly consistent.
 This module turns the pair into keypoints in ``camera_optical`` (OpenCV: x right, y down,
 z forward; metres; pixel centres at integer coordinates) in two ways:
 
@@ -20,28 +20,25 @@ z forward; metres; pixel centres at integer coordinates) in two ways:
     ``tol`` (occluders in front of the hand, holes filled by the background) are rejected, and
     every rejected or unmeasured keypoint falls back to the world-landmark geometry anchored at the
     hand's measured depth (z = z_model + median offset of the measured keypoints). Accuracy is the
-    depth sensor's for measured keypoints (perfect depth: < 1 mm; the tests check a few mm with
-    2 mm noise); fallback keypoints carry the world landmarks' shape error (~1-2 cm). A keypoint
-    hidden behind the hand's own fingers (fingertips curled away from the camera) reads the
-    occluding finger: too near by up to ``tol`` (synthetic worst case seen: 1.6 cm). The sensor
-    sees the skin surface, not the joint centre (about one finger radius, 5-10 mm, behind it):
-    ``surface_offset`` adds a constant to z if wanted (default 0).
+    depth sensor's for measured keypoints (tests/test_hand_lifting.py bounds it); fallback
+    keypoints carry the world landmarks' shape error. A keypoint hidden behind the hand's own
+    fingers (fingertips curled away from the camera) reads the occluding finger: too near by up
+    to ``tol``. The sensor sees the skin surface, not the joint centre (about one finger radius
+    behind it): ``surface_offset`` adds a constant to z if wanted.
+    Tunables: ``LiftingConfig`` (config/perception.yaml [hand_lifting]; the MediaPipe hands and
+    body backends carry their own, body-scale for the body).
 
 (b) ``place_with_pnp`` (RGB only): a PnP fit (OpenCV SQPnP, then Levenberg-Marquardt refinement)
     of the metric world landmarks to the 2D landmarks with the intrinsics K gives the hand's
     rotation and metric translation; ``rgb_only_points`` keeps each 2D landmark's ray and takes
     its depth from that placement. It is metric only through the *size* of MediaPipe's world
     landmarks, which is the model's prior of an adult hand, not the observed person's: the
-    distance scales with the hand-size error (a hand 10 % larger than the prior appears 10 %
-    closer: 7 cm at 0.7 m). Synthetic hand at 0.7 m, ~130 px across, 30 trials: exact 2D and
-    shape: < 0.1 mm; 1 px 2D noise: centroid error median 2 mm (90 % < 6 mm); plus 3 mm shape
-    noise: median 6 mm (90 % < 15 mm); 2 px + 5 mm: median 9 mm (90 % < 31 mm). The error is
-    almost all along the viewing ray: the 2D landmarks fix the bearing (< 5 mm across it in the
-    tests). On real MediaPipe output, whose world landmarks disagree with its image landmarks
-    by several pixels and whose size is a prior, expect errors of several cm up to ~10-15 % of
-    the distance along the ray; two hands of one person can come out at visibly different
-    depths. Far hands, small hands in the image and fingers pointing at the camera are worst.
-    Use a depth image whenever there is one.
+    distance scales with the hand-size error (a hand larger than the prior by some fraction
+    appears closer by that fraction). The error is almost all along the viewing ray: the 2D
+    landmarks fix the bearing. On real MediaPipe output, whose world landmarks disagree with its
+    image landmarks and whose size is a prior, two hands of one person can come out at visibly
+    different depths; far hands, small hands in the image and fingers pointing at the camera are
+    worst. Measured accuracy: docs/perception.md. Use a depth image whenever there is one.
 
 Keypoint order: MediaPipe's 21 hand landmarks (WRIST, THUMB_CMC, THUMB_MCP, THUMB_IP, THUMB_TIP,
 INDEX_FINGER_MCP ... PINKY_TIP) are in exactly the MANO/OpenPose 21-keypoint order of
@@ -58,6 +55,11 @@ import dataclasses
 import cv2
 import numpy as np
 
+from dexman_common.camera import project_points, unproject_pixels
+from dexman_common.config import ConfigBase
+from dexman_common.geometry import quat_from_matrix as quaternion_xyzw  # noqa: F401 (x, y, z, w), w >= 0
+
+from ..perception_config import YAML_FILE, configured
 from ..stages import HandEstimate
 
 LEFT, RIGHT = 0, 1
@@ -69,6 +71,20 @@ FALLBACK_CONFIDENCE = 0.5                   # keypoint confidence factor when de
 
 class LiftingError(ValueError):
     """The landmarks cannot be placed (too few points, degenerate geometry, bad input)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LiftingConfig(ConfigBase):
+    """Tunables of ``lift_with_depth``; values in config/perception.yaml [hand_lifting]."""
+
+    SECTION = 'hand_lifting'
+    YAML_FILE = YAML_FILE
+
+    window: int = 2                 # px, half size of the median window
+    max_dev: float = 0.10           # m, depth values farther than this from the hand's median are ignored
+    tol: float = 0.025              # m, a measurement off the placed model by more falls back to the model
+    min_measured: int = 3           # fewer measured keypoints: no depth anchor (RGB-only placement)
+    surface_offset: float = 0.0     # m, added to z (skin surface -> joint centre)
 
 
 @dataclasses.dataclass
@@ -106,20 +122,13 @@ def pixels_to_normalized(uv: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(N, 3) camera_optical -> (N, 2) pixels."""
-    P = np.asarray(points, dtype=np.float64)
-    K = np.asarray(K, dtype=np.float64)
-    return np.stack([K[0, 0] * P[:, 0] / P[:, 2] + K[0, 2],
-                     K[1, 1] * P[:, 1] / P[:, 2] + K[1, 2]], axis=1)
+    """(N, 3) camera_optical -> (N, 2) pixels (the plain pinhole formula, also behind the camera)."""
+    return project_points(points, K, nan_behind=False)
 
 
 def unproject_points(uv: np.ndarray, z: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pixels (N, 2) at depths z (N,) -> (N, 3) camera_optical."""
-    uv = np.asarray(uv, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64)
-    K = np.asarray(K, dtype=np.float64)
-    return np.stack([(uv[:, 0] - K[0, 2]) * z / K[0, 0], (uv[:, 1] - K[1, 2]) * z / K[1, 1], z],
-                    axis=1)
+    """Pixels (N, 2) at depths z (N,) -> (N, 3) camera_optical (every depth, no NaN masking)."""
+    return unproject_pixels(uv, z, K, nan_invalid=False)
 
 
 def inside_image(uv: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -211,29 +220,33 @@ def rgb_only_points(uv: np.ndarray, model_points: np.ndarray, K: np.ndarray,
     """RGB-only metric keypoints: each pixel's ray at the depth of its PnP-placed model point.
 
     Keeps the 2D landmarks exactly (they reproject onto themselves; on real MediaPipe output the
-    rigid world landmarks reproject 5-25 px off them) and takes only the depths from the
-    placement: the 3D shape bends by that mismatch (~1 cm at 0.5 m) instead."""
+    rigid world landmarks reproject several pixels off them, docs/perception.md) and takes only
+    the depths from the placement: the 3D shape bends by that mismatch instead."""
     placement = place_with_pnp(uv, model_points, K, use=use)
     return unproject_points(uv, placement.points[:, 2], K)
 
 
 # ------------------------------------------------------------------------------- (a) depth
 def lift_with_depth(uv: np.ndarray, model_points: np.ndarray, depth: np.ndarray, K: np.ndarray,
-                    *, window: int = 2, max_dev: float = 0.10, tol: float = 0.025,
-                    min_measured: int = 3, surface_offset: float = 0.0,
-                    use: np.ndarray | None = None) -> Lifted:
+                    *, use: np.ndarray | None = None, config: LiftingConfig | None = None,
+                    **overrides) -> Lifted:
     """Lift pixels ``uv`` (N, 2) to camera_optical with a metric depth image.
 
     model_points: (N, 3) metric shape of the same points (MediaPipe world landmarks), for the
         outlier test and the fallback. depth: (H, W) metres, 0/NaN = unknown, registered to the
         image the landmarks come from.
-    window: half size of the median window (pixels). max_dev: values farther than this from the
-        hand's median depth are ignored (background, flying pixels). tol: a keypoint whose
-        measured depth disagrees with the placed model shape by more than this falls back to the
-        model. min_measured: fewer measured keypoints than this -> no depth anchor, the result
-        is the RGB-only PnP placement (``depth_offset`` NaN).
     use: (N,) bool, the points allowed to be measured and fitted (e.g. on-image ones).
+    config: a LiftingConfig (default: its defaults = config/perception.yaml [hand_lifting]);
+    keyword overrides replace its values: window: half size of the median window (pixels).
+        max_dev: values farther than this from the hand's median depth are ignored (background,
+        flying pixels). tol: a keypoint whose measured depth disagrees with the placed model
+        shape by more than this falls back to the model. min_measured: fewer measured keypoints
+        than this -> no depth anchor, the result is the RGB-only PnP placement (``depth_offset``
+        NaN). surface_offset: added to every z.
     """
+    cfg = configured(LiftingConfig, config, overrides)
+    window, max_dev, tol = cfg.window, cfg.max_dev, cfg.tol
+    min_measured, surface_offset = cfg.min_measured, cfg.surface_offset
     K = _check_K(K)
     uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
     X = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
@@ -304,27 +317,6 @@ def wrist_frame(keypoints: np.ndarray, handedness: int) -> np.ndarray:
     return T
 
 
-def quaternion_xyzw(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> unit quaternion (x, y, z, w), w >= 0 (geometry_msgs order)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = np.array([(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s,
-                      0.25 * s])
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        q = np.empty(4)
-        q[i] = 0.25 * s
-        q[j] = (R[j, i] + R[i, j]) / s
-        q[k] = (R[k, i] + R[i, k]) / s
-        q[3] = (R[k, j] - R[j, k]) / s
-    q /= np.linalg.norm(q)
-    return q if q[3] >= 0 else -q
-
-
 # ------------------------------------------------------------------------------- hands
 def handedness_from_label(label: str, mirrored: bool = False) -> int:
     """MediaPipe Tasks' 'Left'/'Right' -> LEFT/RIGHT as the person's own hand.
@@ -341,17 +333,18 @@ def handedness_from_label(label: str, mirrored: bool = False) -> int:
 
 def hand_from_mediapipe(image_landmarks: np.ndarray, world_landmarks: np.ndarray,
                         handedness: int, score: float, image_size: tuple[int, int],
-                        K: np.ndarray, depth: np.ndarray | None = None,
-                        **depth_options) -> HandEstimate:
+                        K: np.ndarray, depth: np.ndarray | None = None, *,
+                        lifting: LiftingConfig | None = None,
+                        fallback_confidence: float = FALLBACK_CONFIDENCE) -> HandEstimate:
     """One MediaPipe hand -> HandEstimate in camera_optical, metres, Hand3D order.
 
     image_landmarks: (21, >=2) normalised; world_landmarks: (21, 3) metres; handedness LEFT/RIGHT
     (person's own); score: detection confidence [0, 1]; image_size: (width, height).
     With ``depth`` (H, W metres, registered to the image) uses ``lift_with_depth``, else
-    ``rgb_only_points``. Keypoint confidence: ``score`` for keypoints measured in the depth (RGB-D)
-    or, RGB-only, for every on-image keypoint; ``FALLBACK_CONFIDENCE * score`` for model
-    fallbacks in RGB-D; 0 for keypoints off the image. Raises LiftingError when the hand cannot
-    be placed."""
+    ``rgb_only_points`` (``lifting``: its LiftingConfig). Keypoint confidence: ``score`` for
+    keypoints measured in the depth (RGB-D) or, RGB-only, for every on-image keypoint;
+    ``fallback_confidence * score`` for model fallbacks in RGB-D; 0 for keypoints off the image.
+    Raises LiftingError when the hand cannot be placed."""
     W, H = int(image_size[0]), int(image_size[1])
     lm = np.asarray(image_landmarks, dtype=np.float64)[MEDIAPIPE_TO_HAND3D]
     world = np.asarray(world_landmarks, dtype=np.float64)[MEDIAPIPE_TO_HAND3D]
@@ -364,9 +357,9 @@ def hand_from_mediapipe(image_landmarks: np.ndarray, world_landmarks: np.ndarray
     if depth is not None:
         if np.shape(depth) != (H, W):
             raise LiftingError(f'depth {np.shape(depth)} does not match the image ({H}, {W})')
-        lifted = lift_with_depth(uv, world, depth, K, use=on_image, **depth_options)
+        lifted = lift_with_depth(uv, world, depth, K, use=on_image, config=lifting)
         points = lifted.points
-        conf = np.where(lifted.from_depth, score, FALLBACK_CONFIDENCE * score)
+        conf = np.where(lifted.from_depth, score, fallback_confidence * score)
     else:
         points = rgb_only_points(uv, world, K, use=on_image)
         conf = np.full(N_HAND, score)

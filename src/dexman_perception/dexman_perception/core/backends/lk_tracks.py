@@ -29,7 +29,28 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dexman_common.camera import unproject_pixels
+from dexman_common.config import ConfigBase
+
+from ..perception_config import YAML_FILE, configured
 from ..stages import PointTracks
+
+
+@dataclasses.dataclass(frozen=True)
+class LkConfig(ConfigBase):
+    """Tunables of LucasKanadeTracker (module docstring); values in config/perception.yaml
+    [lucas_kanade]."""
+
+    SECTION = 'lucas_kanade'
+    YAML_FILE = YAML_FILE
+
+    win: int = 15                       # px, LK window
+    levels: int = 3                     # pyramid levels
+    fb_threshold: float = 1.0           # px, forward-backward error above which a track is lost
+    min_alive: int = 30                 # fewer surviving tracks: re-seed in the mask
+    reseed_points: int = 200            # points sampled when re-seeding
+    max_iterations: int = 30            # LK termination: iterations ...
+    epsilon: float = 0.01               # ... or this change (px)
 
 
 def sample_points(mask: np.ndarray, n: int, min_distance: int = 2, gray: np.ndarray | None = None) -> np.ndarray:
@@ -141,7 +162,8 @@ class LkStream:
         if self._k > 0 and len(self._ids):
             p0 = self._xy.astype(np.float32).reshape(-1, 1, 2)
             lk = dict(winSize=(tr.win, tr.win), maxLevel=tr.levels,
-                      criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+                      criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, tr.config.max_iterations,
+                                tr.config.epsilon))
             p1, st1, _ = cv2.calcOpticalFlowPyrLK(self._gray, gray, p0, None, **lk)
             pb, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self._gray, p1, None, **lk)
             fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
@@ -182,20 +204,21 @@ def _lift(xy, depth, K, h, w) -> np.ndarray:
     d = np.asarray(depth, np.float64)
     x, y = xy[:, 0], xy[:, 1]
     z = d[np.clip(np.round(y).astype(int), 0, h - 1), np.clip(np.round(x).astype(int), 0, w - 1)]
-    good = np.isfinite(z) & (z > 0)
-    P3[good] = np.stack([(x[good] - K[0, 2]) * z[good] / K[0, 0],
-                         (y[good] - K[1, 2]) * z[good] / K[1, 1], z[good]], 1)
-    return P3
+    return unproject_pixels(xy, z, K)              # NaN where the depth is invalid
 
 
 class LucasKanadeTracker:
-    def __init__(self, win: int = 15, levels: int = 3, fb_threshold: float = 1.0, min_alive: int = 30,
-                 reseed_points: int = 200):
-        self.win = win
-        self.levels = levels
-        self.fb_threshold = fb_threshold
-        self.min_alive = min_alive
-        self.reseed_points = reseed_points
+    """config: an LkConfig (default: its defaults = config/perception.yaml [lucas_kanade]);
+    keyword overrides (its fields, e.g. a node's tracks_options) replace its values."""
+    CONFIG = LkConfig
+
+    def __init__(self, config: LkConfig | None = None, **overrides):
+        cfg = self.config = configured(LkConfig, config, overrides)
+        self.win = cfg.win
+        self.levels = cfg.levels
+        self.fb_threshold = cfg.fb_threshold
+        self.min_alive = cfg.min_alive
+        self.reseed_points = cfg.reseed_points
 
     def stream(self, K: np.ndarray | None, first_id: int = 0) -> LkStream:
         """An online tracker (start / step per frame) with this tracker's settings."""

@@ -8,7 +8,7 @@ pose_landmark_full models of the mediapipe 0.10.21 wheel) gives 33 image landmar
 visibility and 33 metric world landmarks (hip-centred). The body is placed in camera_optical like
 the hands (``hand_lifting``): PnP of the world landmarks against the confidently seen image
 landmarks (RGB only; metric through BlazePose's body-size prior, so the distance is off by the
-person's size deviation, typically 5-15 %), or with a depth image lifted landmark by landmark, the
+person's size deviation), or with a depth image lifted landmark by landmark, the
 hips falling back to the depth-anchored body model where the depth under them disagrees with it
 (e.g. hips hidden behind the table read the table).
 
@@ -19,15 +19,19 @@ Limits seen on the project's clips: BlazePose's detector keys on the face/upper 
 head out of the frame (most tabletop clips) it finds no person, and ``estimate`` returns None;
 hips behind a table are extrapolated by the model (their visibility stays high all the same).
 The depth-lifted landmarks lie on the body's surface while BlazePose's joints are inside it
-(hips ~0.1 m behind the skin): ``surface_offset`` shifts the depth-anchored body along the optical
-axis if wanted (default 0).
+(behind the skin): the lifting's ``surface_offset`` shifts the depth-anchored body along the
+optical axis if wanted. Tunables: ``MediaPipeBodyConfig``, config/perception.yaml [mediapipe_body].
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
+from dexman_common.config import ConfigBase
+
+from ..perception_config import YAML_FILE, configured
 from ..stages import BodyEstimate
 from . import hand_lifting as hl
 from . import mediapipe_models as mm
@@ -37,32 +41,47 @@ LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 11, 12, 23, 24
 N_POSE = 33
 
 
+@dataclasses.dataclass(frozen=True)
+class MediaPipeBodyConfig(ConfigBase):
+    """MediaPipe PoseLandmarker runtime options and the lifting of its landmarks (body scale);
+    values in config/perception.yaml [mediapipe_body]."""
+
+    SECTION = 'mediapipe_body'
+    YAML_FILE = YAML_FILE
+
+    min_confidence: float = 0.5         # pose detection threshold
+    min_presence: float = 0.5           # pose presence threshold
+    min_tracking: float = 0.5           # VIDEO-mode tracking threshold
+    min_visibility: float = 0.5         # landmarks below it are not used to place the body
+    running_mode: str = 'IMAGE'         # 'IMAGE' | 'VIDEO'
+    clock_fps: float = 30.0             # VIDEO mode without timestamps: the frame rate assumed
+    lifting: hl.LiftingConfig = hl.LiftingConfig(window=3, max_dev=0.4, tol=0.08)   # at body scale
+
+    def __post_init__(self):
+        if str(self.running_mode).upper() not in RUNNING_MODES:
+            raise ValueError(f'running_mode must be one of {RUNNING_MODES}, got {self.running_mode!r}')
+
+
 class MediaPipeBody(LandmarkerBackend):
     """BodyEstimator on CPU (see the module doc).
 
-    model_dir: bundle directory (default: the project's model cache). min_confidence /
-    min_presence / min_tracking: MediaPipe's pose detection / presence / tracking thresholds.
-    min_visibility: landmarks below it are not used to place the body. running_mode: 'IMAGE' or
-    'VIDEO'. depth_window / depth_max_dev / depth_tol / surface_offset:
-    ``hand_lifting.lift_with_depth`` options at body scale.
+    model_dir: bundle directory (default: the project's model cache). config: a
+    MediaPipeBodyConfig (default: its defaults = config/perception.yaml [mediapipe_body]);
+    keyword overrides (its fields, e.g. a node's backend_options ``min_visibility=0.3``) replace
+    its values.
     """
+    CONFIG = MediaPipeBodyConfig
 
-    def __init__(self, model_dir=None, min_confidence: float = 0.5, min_presence: float = 0.5,
-                 min_tracking: float = 0.5, min_visibility: float = 0.5,
-                 running_mode: str = 'IMAGE', depth_window: int = 3,
-                 depth_max_dev: float = 0.4, depth_tol: float = 0.08,
-                 surface_offset: float = 0.0):
-        mode = str(running_mode).upper()
-        if mode not in RUNNING_MODES:
-            raise ValueError(f'running_mode must be one of {RUNNING_MODES}, got {running_mode!r}')
+    def __init__(self, model_dir=None, config: MediaPipeBodyConfig | None = None, **overrides):
+        cfg = self.config = configured(MediaPipeBodyConfig, config, overrides)
+        mode = str(cfg.running_mode).upper()
+        min_confidence, min_presence, min_tracking = cfg.min_confidence, cfg.min_presence, cfg.min_tracking
         mp = mm.import_mediapipe()
         path = mm.bundle_path(mm.POSE_BUNDLE, model_dir)
         from mediapipe.tasks.python import BaseOptions, vision
         self._mp = mp
         self.running_mode = mode
-        self.min_visibility = float(min_visibility)
-        self.depth_options = dict(window=int(depth_window), max_dev=float(depth_max_dev),
-                                  tol=float(depth_tol), surface_offset=float(surface_offset))
+        self.min_visibility = float(cfg.min_visibility)
         self.model_path = path
         options = vision.PoseLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
@@ -71,7 +90,7 @@ class MediaPipeBody(LandmarkerBackend):
             min_pose_presence_confidence=float(min_presence),
             min_tracking_confidence=float(min_tracking), output_segmentation_masks=False)
         self._landmarker = vision.PoseLandmarker.create_from_options(options)
-        self._clock = VideoClock()
+        self._clock = VideoClock(cfg.clock_fps)
         self.last_timing_ms: dict[str, float] = {}
         self.last_landmarks: np.ndarray | None = None     # (33, 3) camera_optical of the last body
 
@@ -102,7 +121,7 @@ class MediaPipeBody(LandmarkerBackend):
         try:
             if depth is not None:
                 points = hl.lift_with_depth(uv, world, depth, K, use=use,
-                                            **self.depth_options).points
+                                            config=self.config.lifting).points
             else:
                 points = hl.rgb_only_points(uv, world, K, use=use)
         except hl.LiftingError:

@@ -23,17 +23,20 @@ or bundle -> BackendUnavailable naming the install / fetch command.
 Close the landmarker (``close()`` or a ``with`` block): MediaPipe's C runtime shuts down its
 dispatcher at interpreter exit, and closing after that fails.
 
-Timing per 640x480 frame on 2 CPU cores shared with other jobs (load ~3): full model median
-64-86 ms, lite 37 ms (IMAGE mode); about 22-25 ms (full) on idle cores. Lifting: ~1 ms per
-hand.
+Tunables (landmarker thresholds, running mode, model, lifting): ``MediaPipeHandsConfig``,
+config/perception.yaml [mediapipe_hands]. Timing per frame: docs/perception.md (with the command).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
 import numpy as np
 
+from dexman_common.config import ConfigBase
+
+from ..perception_config import YAML_FILE, configured
 from ..stages import HandEstimate
 from . import hand_lifting as hl
 from . import mediapipe_models as mm
@@ -41,27 +44,49 @@ from .mediapipe_runtime import RUNNING_MODES, LandmarkerBackend, VideoClock, che
 
 _log = logging.getLogger(__name__)
 
+
+@dataclasses.dataclass(frozen=True)
+class MediaPipeHandsConfig(ConfigBase):
+    """MediaPipe HandLandmarker runtime options and the lifting of its landmarks; values in
+    config/perception.yaml [mediapipe_hands]."""
+
+    SECTION = 'mediapipe_hands'
+    YAML_FILE = YAML_FILE
+
+    num_hands: int = 2                  # most hands MediaPipe looks for
+    min_confidence: float = 0.5         # palm detection threshold
+    min_presence: float = 0.5           # hand presence threshold
+    min_tracking: float = 0.5           # VIDEO-mode tracking threshold
+    running_mode: str = 'IMAGE'         # 'IMAGE' (independent frames) | 'VIDEO' (tracks between frames)
+    model: str = 'full'                 # 'full' | 'lite'
+    mirrored: bool = False              # selfie-mirrored input (swaps the labels)
+    clock_fps: float = 30.0             # VIDEO mode without timestamps: the frame rate assumed
+    fallback_confidence: float = hl.FALLBACK_CONFIDENCE   # x score, keypoints not measured in the depth
+    lifting: hl.LiftingConfig = hl.LiftingConfig()        # hand_lifting.lift_with_depth at hand scale
+
+    def __post_init__(self):
+        if str(self.running_mode).upper() not in RUNNING_MODES:
+            raise ValueError(f'running_mode must be one of {RUNNING_MODES}, got {self.running_mode!r}')
+        if self.model not in ('full', 'lite'):
+            raise ValueError(f"model must be 'full' or 'lite', got {self.model!r}")
+
 class MediaPipeHands(LandmarkerBackend):
     """HandEstimator on CPU (see the module doc).
 
     model_dir: bundle directory (default: mediapipe_models.default_model_dir()).
-    num_hands: most hands MediaPipe looks for. min_confidence: palm detection threshold;
-    min_presence: hand presence threshold; min_tracking: VIDEO-mode tracking threshold.
-    running_mode: 'IMAGE' (independent frames) or 'VIDEO' (tracks between frames; pass
-    increasing ``timestamp`` seconds to ``estimate``). model: 'full' or 'lite'.
-    mirrored: the input is selfie-mirrored (swaps the labels). depth_window / depth_max_dev /
-    depth_tol: ``hand_lifting.lift_with_depth`` options.
+    config: a MediaPipeHandsConfig (default: its defaults = config/perception.yaml
+    [mediapipe_hands]); keyword overrides (its fields, e.g. a node's backend_options
+    ``running_mode=VIDEO``, ``lifting={window: 3}``) replace its values. In VIDEO mode pass
+    increasing ``timestamp`` seconds to ``estimate``.
     """
+    CONFIG = MediaPipeHandsConfig
 
-    def __init__(self, model_dir=None, num_hands: int = 2, min_confidence: float = 0.5,
-                 min_presence: float = 0.5, min_tracking: float = 0.5,
-                 running_mode: str = 'IMAGE', model: str = 'full', mirrored: bool = False,
-                 depth_window: int = 2, depth_max_dev: float = 0.10, depth_tol: float = 0.025):
-        mode = str(running_mode).upper()
-        if mode not in RUNNING_MODES:
-            raise ValueError(f'running_mode must be one of {RUNNING_MODES}, got {running_mode!r}')
-        if model not in ('full', 'lite'):
-            raise ValueError(f"model must be 'full' or 'lite', got {model!r}")
+    def __init__(self, model_dir=None, config: MediaPipeHandsConfig | None = None, **overrides):
+        cfg = self.config = configured(MediaPipeHandsConfig, config, overrides)
+        mode = str(cfg.running_mode).upper()
+        model, mirrored = cfg.model, cfg.mirrored
+        num_hands, min_confidence = cfg.num_hands, cfg.min_confidence
+        min_presence, min_tracking = cfg.min_presence, cfg.min_tracking
         mp = mm.import_mediapipe()
         path = mm.bundle_path(mm.HAND_BUNDLE if model == 'full' else mm.HAND_LITE_BUNDLE,
                               model_dir)
@@ -69,8 +94,6 @@ class MediaPipeHands(LandmarkerBackend):
         self._mp = mp
         self.running_mode = mode
         self.mirrored = bool(mirrored)
-        self.depth_options = dict(window=int(depth_window), max_dev=float(depth_max_dev),
-                                  tol=float(depth_tol))
         self.model_path = path
         options = vision.HandLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
@@ -79,7 +102,7 @@ class MediaPipeHands(LandmarkerBackend):
             min_hand_presence_confidence=float(min_presence),
             min_tracking_confidence=float(min_tracking))
         self._landmarker = vision.HandLandmarker.create_from_options(options)
-        self._clock = VideoClock()
+        self._clock = VideoClock(cfg.clock_fps)
         self.last_timing_ms: dict[str, float] = {}
 
     # -------------------------------------------------------------------------- inference
@@ -106,7 +129,8 @@ class MediaPipeHands(LandmarkerBackend):
                 side = hl.handedness_from_label(cat.category_name or cat.display_name,
                                                 self.mirrored)
                 hand = hl.hand_from_mediapipe(img, world, side, float(cat.score), (Ww, Hh), K,
-                                              depth=depth, **self.depth_options)
+                                              depth=depth, lifting=self.config.lifting,
+                                              fallback_confidence=self.config.fallback_confidence)
             except hl.LiftingError as e:
                 _log.debug('hand %d dropped: %s', i, e)
                 continue

@@ -4,7 +4,10 @@
     hands = registry.create('hands', 'mediapipe')            # CPU default
     hands = registry.create('hands', 'hamer', checkpoint='/path/hamer.ckpt', device='cuda')
 
-Nodes expose the name as their `backend` parameter and pass backend options through.
+Nodes expose the name as their `backend` parameter and pass backend options through. A backend
+whose tunables live in config/perception.yaml names its config dataclass in a `CONFIG` class
+attribute and takes `config=` (the stage node loads the section and passes it; backend options
+that name config fields override the file's values).
 """
 from __future__ import annotations
 
@@ -40,6 +43,12 @@ def default(stage: str) -> str:
 def create(stage: str, name: str, **config: Any):
     """Instantiate backend `name` of `stage` with its options. Raises ValueError for an unknown
     stage or name, BackendUnavailable when its package or checkpoint is missing."""
+    return backend_class(stage, name)(**config)
+
+
+def backend_class(stage: str, name: str) -> type:
+    """The class of backend `name` of `stage` (its module imported; ValueError / BackendUnavailable
+    as `create`). Its `CONFIG` attribute, when present, is its config dataclass."""
     entries = _stage(stage)
     if name not in entries:
         raise ValueError(f'unknown {stage} backend {name!r}; choose one of {sorted(entries)}')
@@ -51,7 +60,7 @@ def create(stage: str, name: str, **config: Any):
             raise BackendUnavailable(f'{stage} backend {name!r} is not implemented in this '
                                      f'version ({module}.py is missing)') from e
         raise
-    return getattr(mod, cls)(**config)
+    return getattr(mod, cls)
 
 
 def _stage(stage: str) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Thin ROS 2 node shells over the package's ROS-free modules."""
