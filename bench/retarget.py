@@ -7,7 +7,9 @@ Cases: by default one per task (pick_place, pick_pour, bimanual_lift, handover) 
 30 fps, the full task duration, generated once into ``--cache`` (default
 <DEXMAN_ROOT>/.cache/bench_retarget) and reused; ``--quick`` uses only the first; ``--suite DIR``
 takes every case directory (``ground_truth/``) under DIR instead. Each case goes through
-from_ground_truth + demo_alignment (scene_alignment with the default reach box) and the pipeline.
+from_ground_truth + demo_alignment (scene_alignment with the default reach box) and the pipeline
+with config/retarget.yaml (so the workspace fit of its ``workspace_fit`` section; the fit on its
+own, paper rule vs whole demonstration: bench/retarget_reach.py).
 
 Figures (human-readable lines first; the LAST line is one JSON object):
 
@@ -132,7 +134,7 @@ def main(argv=None) -> int:
         log(f'built the robot model into {model_dir}')
     case_dirs = cases(args)
     t0 = time.perf_counter()
-    R = rp.Retargeter(model_dir, rp.RetargetOptions(progress=False))
+    R = rp.Retargeter(model_dir, rp.load_options(progress=False), rp.default_config_file())
     t_load = time.perf_counter() - t0
     kin = {s: fd.ShadowHandKinematics(R.model, s) for s in hk.SIDES}
     shadow_scale = kin['right'].scale
@@ -200,6 +202,7 @@ def main(argv=None) -> int:
                 'unreachable_frames': ref.unreachable_frames,
                 'ik_ms_per_frame': round(1e3 * ik.time_s / T, 2),
                 'reach_fits_alignment': bool(ga.alignment.reach_fits),
+                'workspace_fit_delta_m': ref.provenance['workspace_fit']['delta_m'],
                 'finger_human_tip_mean_mm': round(1e3 * float(e.mean()), 2) if len(e) else None,
                 'contacts_raw': _prf(*cr), 'contacts_dense_1cm': _prf(*cd),
                 'placement_original_stable': [bool(r.original_stable) for r in res.placements]}

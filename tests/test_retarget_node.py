@@ -123,6 +123,11 @@ def test_service_topics_and_auto(setup):
         assert r.reference_id == 'demo_a' and r.artefact_uri == (root / 'refs' / 'demo_a').as_uri() + '/'
         assert 'wrist IK' in r.message and 'unreachable frames' in r.message
         ref = refm.load(root / 'refs' / 'demo_a')
+        # the settings it was made with: config_file's (the default config/retarget.yaml)
+        from dexman_retarget.core import options as ro
+        assert ref.provenance['config_file'] == str(ro.default_config_file().resolve())
+        assert ref.provenance['config'] == ro.load_options(ro.default_config_file(), progress=False).to_dict()
+        assert ref.provenance['workspace_fit']['method'] == 'whole_demo'
 
         assert spin_until(lambda: got['traj'] and got['info'], 10)
         info = got['info'][-1]

@@ -168,6 +168,39 @@ def test_initial_placement_is_stable_and_trajectories_rebased(result):
     assert 'placement object_0' in ref.report
 
 
+def test_workspace_fit_moves_everything_and_beats_the_paper_rule(result, gt, retargeter, model_dir):
+    """The default workspace fit (whole_demo) translates hands, wrists, objects and the table by
+    the recorded delta; the paper's rule (no re-fit) on the same demonstration leaves more frames
+    out of reach."""
+    ref = result.reference
+    fit = ref.provenance['workspace_fit']
+    d = np.array(fit['delta_m'])
+    assert fit['method'] == 'whole_demo' and np.any(d != 0)
+    demo, meshes, _ = da.demonstration_from_ground_truth(gt)
+    rs = rp.resample(demo)
+    np.testing.assert_allclose(ref.table_point, demo.table_point + d, atol=1e-12)
+    np.testing.assert_allclose(ref.object_estimated_initial[0, :3, 3], demo.object_poses[0, 0, :3, 3] + d, atol=1e-12)
+    ok = rs.hand_valid
+    np.testing.assert_allclose(ref.hand_keypoints[ok], rs.hand_keypoints[ok] + d, atol=1e-12)
+    np.testing.assert_allclose(ref.human_wrist_poses[ok][:, :3, 3], rs.wrist_poses[ok][:, :3, 3] + d, atol=1e-12)
+    np.testing.assert_allclose(ref.human_wrist_poses[ok][:, :3, :3], rs.wrist_poses[ok][:, :3, :3], atol=1e-12)
+    lo, hi = retargeter.options.workspace_fit.table_height_range
+    assert lo - 1e-9 <= fit['table_height_m']['after'] <= hi + 1e-9
+    assert fit['table_height_m']['after'] == pytest.approx(fit['table_height_m']['before'] + d[2], abs=2e-4)
+    assert ref.placement[0]['table_top_z'] == pytest.approx(ref.table_point[2], abs=1e-9)
+    assert 'workspace fit (whole_demo)' in ref.report
+    assert fit['ik_unreachable_after']['frames'] == pytest.approx(ref.unreachable_frames / ref.n_frames, abs=1e-4)
+    # the full settings are in the provenance
+    assert ref.provenance['config'] == retargeter.options.to_dict()
+    assert ref.provenance['config']['workspace_fit']['method'] == 'whole_demo'
+    o = retargeter.options
+    paper = rp.Retargeter(model_dir, dataclasses.replace(o, workspace_fit=o.workspace_fit.replace(method='paper')))
+    pref = paper.run(demo, meshes).reference
+    assert pref.provenance['workspace_fit']['delta_m'] == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(pref.table_point, demo.table_point, atol=1e-12)
+    assert pref.unreachable_frames > ref.unreachable_frames, (pref.report, ref.report)
+
+
 def test_save_load_round_trip(result, tmp_path):
     ref = result.reference
     path = refm.save(ref, tmp_path / 'refs', result.meshes)

@@ -300,3 +300,22 @@ def test_node_bad_and_optional_output(tmp_path):
     code, log = _finish(_start({'output': "''", 'required': False}))
     assert code == 0 and 'recording off' in log, log
     assert sorted(p.name for p in tmp_path.iterdir()) == ['exists']
+
+
+@pytest.mark.ros
+def test_launch_record_arg_records_the_run(tmp_path):
+    """dexman.launch.xml record:=DIR: the recorder runs beside the graph and the bag is complete
+    when the launch ends; its camera frames are the played bag's, in order."""
+    from test_launch_graph import launch, make_mp4, recorded_frames, video_to_bag
+    make_mp4(tmp_path / 'clip.mp4')
+    bag = video_to_bag(tmp_path / 'clip.mp4', tmp_path / 'bag')
+    run = tmp_path / 'run_bag'
+    rc, log = launch('dexman.launch.xml', bag=bag, report=tmp_path / 'frames.json', rate='0.5',
+                     perception='false', retarget='false', record=run)
+    assert rc == 0, log
+    assert run.is_dir() and not partial_path(run).exists(), log
+    played, got = recorded_frames(bag), recorded_frames(run)
+    assert got, log                                            # the recorder saw the stream
+    start = played.index(got[0])
+    assert got == played[start:start + len(got)]               # the same frames, in order
+    assert got[-1] == played[-1]                               # up to the last one

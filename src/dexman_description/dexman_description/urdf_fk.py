@@ -182,8 +182,9 @@ class UrdfKinematics:
         """Transforms of the moving joints named in ``positions`` (and their mimic joints), in
         the order of the URDF tree; other names are ignored."""
         values = self.with_mimics(positions)
-        return [JointTransform(f.name, f.parent, f.child, f.transform(float(values[f.name])))
-                for f in self._order if f.name in self.moving and f.name in values]
+        frames = [f for f in self._order if f.name in self.moving and f.name in values]
+        mats = _joint_matrices(frames, np.array([values[f.name] for f in frames], dtype=float))
+        return [JointTransform(f.name, f.parent, f.child, T) for f, T in zip(frames, mats)]
 
     def fixed_transforms(self) -> list[JointTransform]:
         """Transforms of the fixed (and planar) joints; floating joints are left out."""
@@ -200,6 +201,21 @@ class UrdfKinematics:
                 continue
             poses[f.child] = poses[f.parent] @ f.transform(float(values.get(f.name, 0.0)))
         return poses
+
+
+def _joint_matrices(frames: list[JointFrame], q: np.ndarray) -> np.ndarray:
+    """``frames[i].transform(q[i])`` for all i at once (one batched rotation conversion)."""
+    n = len(frames)
+    motion = np.tile(np.eye(4), (n, 1, 1))
+    if n:
+        axes = np.array([f.axis for f in frames])
+        rot = np.array([f.type in ('revolute', 'continuous') for f in frames])
+        slide = np.array([f.type == 'prismatic' for f in frames])
+        if rot.any():
+            motion[rot, :3, :3] = rotation_from_axis_angle(axes[rot] * q[rot, None])
+        motion[slide, :3, 3] = axes[slide] * q[slide, None]
+    origins = np.array([f.origin for f in frames]).reshape(n, 4, 4)
+    return origins @ motion
 
 
 def finite_positions(names: Iterable[str], positions: Iterable[float]) -> dict[str, float]:

@@ -73,10 +73,10 @@ def main(argv=None) -> int:
         return 1
     kin_r = fd.ShadowHandKinematics(model, 'right')
     kin_l = fd.ShadowHandKinematics(model, 'left')
-    train_ds = fd.make_dataset(kin_r, cfg.samples, cfg.seed, cfg.grasp_share)
+    train_ds = fd.make_dataset(kin_r, cfg.samples, cfg.seed, cfg.grasp_share, cfg.grasp_noise)
     val_seed = cfg.seed + 1_000_003           # a different stream: held-out samples
-    val_r = fd.make_dataset(kin_r, cfg.val_samples, val_seed, cfg.grasp_share)
-    val_l = fd.make_dataset(kin_l, cfg.val_samples, val_seed + 1, cfg.grasp_share)
+    val_r = fd.make_dataset(kin_r, cfg.val_samples, val_seed, cfg.grasp_share, cfg.grasp_noise)
+    val_l = fd.make_dataset(kin_l, cfg.val_samples, val_seed + 1, cfg.grasp_share, cfg.grasp_noise)
     t_data = time.monotonic() - t0
 
     bar = None if args.quiet else tqdm(total=cfg.epochs, desc='finger MLP', unit='epoch',

@@ -50,8 +50,8 @@ class FoxgloveBridge(Node):
             raise ParamError(str(err)) from None
         self.watcher = TopicWatcher(self, [t for t in topics if t], [t for t in exclude if t])
         self._topics: dict[str, GraphTopic] = {}          # advertised
-        self._clients: dict[str, set[int]] = {}           # topic -> subscribed client ids
-        self._ros_subs: dict[str, object] = {}       # topic -> ROS subscription
+        self._watching: dict[str, set[int]] = {}          # topic -> subscribed client ids
+        self._ros_subs: dict[str, object] = {}            # topic -> ROS subscription
         self._skipped: set[str] = set()
         self.create_timer(period, self._discover)
         self.create_timer(EVENT_PERIOD_S, self._process_events)
@@ -64,7 +64,7 @@ class FoxgloveBridge(Node):
         for name in gone:
             if name in self._topics:
                 self._unsubscribe(name)
-                self._clients.pop(name, None)
+                self._watching.pop(name, None)
                 del self._topics[name]
                 self.server.unadvertise(name)
         for topic in new:
@@ -81,7 +81,7 @@ class FoxgloveBridge(Node):
     # ----------------------------------------------------------------------- subscriptions
     def _process_events(self) -> None:
         for kind, client, name in self.server.pop_events():
-            clients = self._clients.setdefault(name, set())
+            clients = self._watching.setdefault(name, set())
             topic = self._topics.get(name)
             if kind == 'subscribe' and topic is not None:
                 clients.add(client)

@@ -25,9 +25,11 @@ ignored with a (throttled) warning, and the node keeps running. Exit status: 0 o
 """
 from __future__ import annotations
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from dexman_common.geometry import quat_from_matrix
 from dexman_common.ros.node_util import ParamError, declare, latched_qos, run_main, sensor_qos
 from dexman_common.stamps import time_to_ns
 
@@ -114,10 +116,12 @@ class RobotStatePublisher(Node):
     # ------------------------------------------------------------------------------- output
     def _tf_message(self, transforms: list[JointTransform], stamp):
         from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
+        if not transforms:
+            return self._TFMessage(transforms=[])
+        mats = np.stack([t.matrix for t in transforms])
+        quats = quat_from_matrix(mats[:, :3, :3]).tolist()     # one conversion for all
         out = []
-        for t in transforms:
-            x, y, z = (float(v) for v in t.translation)
-            qx, qy, qz, qw = (float(v) for v in t.quaternion_xyzw)
+        for t, (x, y, z), (qx, qy, qz, qw) in zip(transforms, mats[:, :3, 3].tolist(), quats):
             ts = TransformStamped(transform=Transform(translation=Vector3(x=x, y=y, z=z),
                                                       rotation=Quaternion(x=qx, y=qy, z=qz, w=qw)))
             ts.header.stamp = stamp

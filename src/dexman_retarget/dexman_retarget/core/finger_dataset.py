@@ -10,10 +10,10 @@ Shadow hand of the G1 model, fingertips in the hand's wrist frame, normalised by
   data use the centre of that band, J0 = clip(1.1418 J1, J0 limits); in simulation J0 can sit
   anywhere in the band (no spring: it lags at the band's edge, +-3.7 mm at the fingertip). The band
   also bounds J1: with J0 <= 1.571 the tendon admits J1 <= (1.571 + 0.142) / 1.1418 = 1.50 rad
-  (the simulator never goes further, measured), so J1's usable range is [0, 1.50], not the joint
+  (the simulator never goes further: docs/retargeting.md), so J1's usable range is [0, 1.50], not the joint
   range [0, 1.571]. All of this is read from the model (:class:`ShadowHandKinematics`).
 - Fingertips: the ``S_*tip`` sites (thumb, index, middle, ring, little), computed with
-  ``mj_kinematics`` on the whole model (11 us per sample), expressed in the hand's Hand3D-style
+  ``mj_kinematics`` on the whole model, expressed in the hand's Hand3D-style
   wrist frame, fixed in the palm (``hand_keypoints.ShadowHandFrame``), so the arm's pose does not
   matter. Normalised input = tips / hand length (0.1956 m), the same normalisation as the human
   side (``hand_keypoints.normalized_fingertips``).
@@ -199,11 +199,11 @@ class ShadowHandKinematics:
 
 # ---------------------------------------------------------------------------------- sampling
 def sample_actuated(kin: ShadowHandKinematics, n: int, rng: np.random.Generator,
-                    grasp_share: float = 0.5) -> np.ndarray:
+                    grasp_share: float = 0.5, grasp_noise: float = GRASP_NOISE) -> np.ndarray:
     """(n, 18) actuated configurations within ``kin.lo/hi``: round(grasp_share * n) near the
     grasp anchors, the rest uniform. Near a grasp: anchor k (uniform), closure s = sqrt(u)
     (biased towards closed), q = s * anchor; fingers the anchor leaves straight get a random curl
-    (half of them); then N(0, GRASP_NOISE) on every joint, clipped into the limits."""
+    (half of them); then N(0, grasp_noise) on every joint, clipped into the limits."""
     n_grasp = int(round(grasp_share * n))
     n_uni = n - n_grasp
     lo, hi = kin.lo, kin.hi
@@ -218,7 +218,7 @@ def sample_actuated(kin: ShadowHandKinematics, n: int, rng: np.random.Generator,
         curl = rng.uniform(size=n_grasp) * rng.uniform(0.5, 1.0, size=(n_grasp,))
         for c in cols[-2:]:                       # J2, J1 flexion
             q[:, c] = np.where(idle, curl * hi[c], q[:, c])
-    q = q + rng.normal(0.0, GRASP_NOISE, size=q.shape)
+    q = q + rng.normal(0.0, grasp_noise, size=q.shape)
     grasp = np.clip(q, lo, hi)
     out = np.concatenate([uni, grasp])
     return out[rng.permutation(n)]
@@ -238,11 +238,11 @@ class FingerDataset:
 
 
 def make_dataset(kin: ShadowHandKinematics, n: int, seed: int = 0,
-                 grasp_share: float = 0.5) -> FingerDataset:
+                 grasp_share: float = 0.5, grasp_noise: float = GRASP_NOISE) -> FingerDataset:
     """``n`` FK samples of ``kin``'s hand, deterministic for a given seed. Left-hand data are
     returned mirrored into right-hand coordinates (the network's input convention)."""
     rng = np.random.default_rng(seed)
-    q = sample_actuated(kin, n, rng, grasp_share)
+    q = sample_actuated(kin, n, rng, grasp_share, grasp_noise)
     tips = kin.fingertips(q)
     if kin.side == 'left':
         tips = hk.mirror_wrist_coords(tips)

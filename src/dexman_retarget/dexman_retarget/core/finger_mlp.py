@@ -12,8 +12,8 @@ same joint angles, so a left hand's fingertips are mirrored into right-hand coor
 (y -> -y in the wrist frame) and the predicted angles are used as they are, on the lh_ joints.
 
 Loss: fingertip position error through a differentiable forward kinematics of the Shadow hand
-(:class:`TorchHandFK`, the model's own kinematic tree in torch, equal to MuJoCo to 1e-15 m in
-float64) plus a small joint-angle MSE. The fingertip term is what matters: the little finger
+(:class:`TorchHandFK`, the model's own kinematic tree in torch, equal to MuJoCo in float64:
+tests/test_finger_mlp.py) plus a small joint-angle MSE. The fingertip term is what matters: the little finger
 (4 DoF) and the thumb (5 DoF) are redundant for a 3D fingertip, so a pure joint MSE averages
 distinct solutions and misses the fingertips; the joint term only picks, among the solutions,
 the ones the data prefer. loss = mean |tip error / 1 cm|^2 + W_Q * mean (q error / 1 rad)^2.
@@ -195,6 +195,7 @@ class TrainConfig(ConfigBase):
     samples: int = 100_000  # training FK samples (right hand)
     val_samples: int = 20_000   # held-out FK samples per hand
     grasp_share: float = 0.5    # share of samples near natural grasps, the rest uniform
+    grasp_noise: float = fd.GRASP_NOISE   # rad, per-joint Gaussian noise around the grasp anchors
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch < 1 or not self.lr > 0 or self.lr_min < 0:
@@ -203,6 +204,8 @@ class TrainConfig(ConfigBase):
             raise ValueError(f'need samples >= 1000 and val_samples >= 100, got {self.samples}, {self.val_samples}')
         if not 0.0 <= self.grasp_share <= 1.0:
             raise ValueError(f'grasp_share must be in [0, 1], got {self.grasp_share}')
+        if self.grasp_noise < 0:
+            raise ValueError(f'grasp_noise must be >= 0, got {self.grasp_noise}')
 
 
 def _batches(n, batch, gen):

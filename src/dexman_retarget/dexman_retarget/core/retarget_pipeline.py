@@ -9,7 +9,10 @@ Stages (:class:`Retargeter.run`):
    last one (``object_valid`` keeps where it was really tracked).
 2. Wrist targets: the human Hand3D wrist frames mapped onto the Shadow palm frames
    (``wrist_targets.palm_targets_from_human``; the frame definition and the keypoint
-   correspondence live in ``hand_keypoints``).
+   correspondence live in ``hand_keypoints``). Then the workspace fit (beyond the paper,
+   ``workspace_fit``): one translation of the whole demonstration (hands, wrists, objects, table)
+   chosen against the arms' reach over every frame; ``workspace_fit.method: paper`` keeps the
+   scene alignment's translation.
 3. Bimanual wrist IK: ``wrist_ik.WristIK`` (default, damped least squares on MuJoCo) or, with
    ``ik_backend='genesis'``, ``wrist_ik_genesis.GenesisWristIK``; both judged by the same MuJoCo
    forward kinematics (errors, converged / reachable flags, per-frame messages). A frame without a
@@ -23,6 +26,9 @@ Stages (:class:`Retargeter.run`):
 6. Stable placement of every object's initial pose on the table
    (``stable_placement.find_stable_placement``, table top from the demonstration's table plane),
    and the object trajectories re-based on the placed pose (``reference`` module doc).
+
+Settings: ``options.RetargetOptions`` (config/retarget.yaml, one section per stage; the
+reference's provenance records them all, ``config``).
 
 The demonstration must be in the robot world (robot at the origin facing +y, table top
 horizontal): perception's scene alignment does that; for a synthetic ground-truth case use
@@ -186,7 +192,7 @@ def _unreachable_fractions(ik: wik.IKResult) -> dict:
     """Unreachable fractions of the final IK: per wrist (of its targeted frames) and of the frames."""
     un = ik.has_target & ~ik.reachable
     n = ik.has_target.sum(axis=0)
-    out = {s: round(float(u) / k, 4) if k else 0.0 for s, u, k in zip(hk.SIDES, un.sum(axis=0), n)}
+    out = {s: round(float(u) / float(k), 4) if k else 0.0 for s, u, k in zip(hk.SIDES, un.sum(axis=0), n)}
     out['frames'] = round(float(un.any(axis=1).sum()) / max(len(un), 1), 4)
     return out
 
@@ -238,7 +244,7 @@ class Retargeter:
         if self.model.nq != self.model.njnt:
             raise RetargetError('the robot model has non-hinge joints (nq != njnt): not a G1 + Shadow build')
         self.qadr = {n: int(self.model.joint(n).qposadr[0]) for n in self.joint_names}
-        self.ik = wik.WristIK(self.model, self.options.ik)
+        self.ik = wik.WristIK(self.model, self.options.ik, frame_rate=self.options.frame_rate)
         self._genesis = None
         self._fit_ik = None                               # the workspace fit's IK (lazily)
         self.frame_time_s = np.zeros(0)
@@ -290,21 +296,11 @@ class Retargeter:
             return ev.evaluate(q, None, None, np.zeros(T, int), 0.0)
         solver = self._solver()
         tl, tr, T, q = ev.prepare(tl, tr, None)
-        res_q = np.empty((T, len(ev.joint_names)))
-        iters = np.zeros(T, int)
-        self.frame_time_s = np.zeros(T)
         t0 = time.perf_counter()
-        for t in tqdm(range(T), desc=desc, file=sys.stderr, disable=not progress, leave=False, unit='frame'):
-            tf = time.perf_counter()
-            tg = ev.frame_targets(tl, tr, t)
-            if tg:
-                if solver is ev:
-                    q, _, iters[t] = ev.solve_frame(tg, q, q)
-                else:
-                    q = np.clip(solver.solve_frame(tg, q), ev.lo, ev.hi)
-            res_q[t] = q
-            self.frame_time_s[t] = time.perf_counter() - tf
-        return ev.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0)
+        frames = tqdm(range(T), desc=desc, file=sys.stderr, disable=not progress, leave=False, unit='frame')
+        res_q, iters, self.frame_time_s, at_cap = ev.solve_frames(tl, tr, q, frames,
+                                                                  backend=None if solver is ev else solver)
+        return ev.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0, speed_limited=at_cap)
 
     def fingers_q(self, kp: np.ndarray, valid: np.ndarray, side: str) -> tuple[np.ndarray, float]:
         """(T, 22) hand joints (rm.hand_joints order) and the hand length used."""

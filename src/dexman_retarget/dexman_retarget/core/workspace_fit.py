@@ -8,22 +8,27 @@ that follow the first frame are what leaves the palm targets out of reach. This 
 the demonstration already in the robot world and before the wrist IK, chooses a translation
 ``delta`` (x, y and z) over the WHOLE demonstration:
 
-- Objective: the number of frames where a hand with a target is not reachable, over both wrists,
-  judged by the real arm: the project's wrist IK (``wrist_ik.WristIK``, the model's joint limits
-  and kinematics, the solver the pipeline then runs) on the palm targets shifted by ``delta``.
-  During the search a target counts as reached within ``margin`` times the IK's reach
-  tolerances (``reach_tol_pos`` / ``reach_tol_rot``), so the chosen translation keeps some room
-  on frames between the searched ones; the search IK uses ``search_restarts`` /
-  ``search_max_iters`` (cheaper than the pipeline's). Among translations with equally few such
-  frames, the summed excess of the errors over those tolerances (unitless: error / tolerance - 1)
-  guides the search; the final choice among the evaluated translations with the fewest frames
-  is the one nearest to the paper's translation (``delta`` = 0).
-- Frames: every frame when the demonstration has at most ``search_frames`` of them, otherwise
-  ``search_frames`` evenly spaced ones (first and last included); both wrists.
-- Search: compass (pattern) search from ``delta`` = 0 on a lattice of ``min_step``: poll +-step
-  along x, y, z, move to the first poll that scores better, halve the step when none does, from
-  ``initial_step`` down to ``min_step``, at most ``max_evaluations`` IK passes. Stops as soon as
-  every searched frame is reachable with zero excess at the current point.
+- Objective: the number of frames where a hand with a target is out of reach, over both wrists,
+  judged by the real arm: a reach test with the project's wrist IK (``WristIK.closest_pose``:
+  Levenberg-Marquardt on the MuJoCo model, within the joint limits, from the ``search_seeds``
+  poses of a table of ``search_seed_table`` sampled arm poses nearest to the target) on the palm
+  targets shifted by ``delta``. The test of a frame does not depend on other frames (no warm
+  start), so any subset of frames can be judged. A target counts as reached within ``margin``
+  times the IK's reach tolerances (``reach_tol_pos`` / ``reach_tol_rot``): the chosen
+  translation keeps some room for the pipeline's trajectory IK. Among translations with equally
+  many such frames, the summed excess of the errors over those tolerances (unitless:
+  error / tolerance - 1) guides the search; the final choice among the evaluated translations
+  with the fewest frames out of reach is the one nearest to the paper's translation (``delta`` =
+  0), and ``delta`` = 0 stays when nothing does better.
+- Frames: every frame is judged at ``delta`` = 0 ("before") and at each round's choice; the
+  compass search judges ``search_frames`` evenly spaced frames plus (up to ``search_frames`` of)
+  those out of reach at ``delta`` = 0; frames the round's choice leaves out of reach join them for
+  another round (at most ``max_rounds``).
+- Search: compass (pattern) search on a lattice of ``min_step``: poll +-step along x, y and z
+  (inside the bounds), move to the best poll that scores better, halve the step when none does,
+  from ``initial_step`` down to ``min_step``; a poll stops judging frames once it is known to be
+  worse than the current point; at most ``max_evaluations`` frame-set judgements in all. A round
+  stops as soon as every judged frame is reached with zero excess.
 - Bounds (the robot's table, not a reach guess): ``|delta_i| <= max_shift[i]``; the table top
   (the plane's height under the objects' initial positions) stays within ``table_height_range``
   (a height the G1 can work at); every object position of every frame stays at
@@ -34,7 +39,7 @@ the demonstration already in the robot world and before the wrist IK, chooses a 
 ``method``: ``whole_demo`` (this search, the default) or ``paper`` (``delta`` = 0: the paper's
 translation as perception computed it). The pipeline applies ``delta`` to everything (hands,
 wrists, keypoints, objects, table) and records :meth:`WorkspaceFit.summary` in the reference's
-provenance; the reach figures are in docs/retargeting.md.
+provenance; the measured figures are in docs/retargeting.md.
 """
 from __future__ import annotations
 
@@ -62,7 +67,7 @@ class WorkspaceFitConfig(ConfigBase):
     search_frames: int = 40              # frames judged per candidate (evenly spaced)
     initial_step: float = 0.08           # first compass step
     min_step: float = 0.01               # last compass step, and the lattice of candidates
-    max_evaluations: int = 60            # IK passes at most (the paper's delta = 0 included)
+    max_evaluations: int = 60            # frame-set judgements at most (delta = 0 included)
     max_rounds: int = 3                  # searches, each adding the frames the last one missed
     margin: float = 0.5                  # reached within margin x the IK reach tolerances
     search_seeds: int = 2                # reach test: LM from this many nearest seed-table poses
@@ -76,7 +81,8 @@ class WorkspaceFitConfig(ConfigBase):
             raise ValueError(f'max_shift must be >= 0 on every axis, got {self.max_shift}')
         lo, hi = self.table_height_range
         if not lo <= hi:
-            raise ValueError(f'table_height_range must be (low, high) with low <= high, got {self.table_height_range}')
+            raise ValueError(f'table_height_range must be (low, high) with low <= high, '
+                             f'got {self.table_height_range}')
         if not 0.0 < self.min_step <= self.initial_step:
             raise ValueError(f'need 0 < min_step <= initial_step, got {self.min_step}, {self.initial_step}')
         if self.search_frames < 2 or self.max_evaluations < 1 or self.max_rounds < 1:
@@ -89,7 +95,7 @@ class WorkspaceFitConfig(ConfigBase):
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """One candidate translation judged by the search IK on the searched frames."""
+    """One candidate translation judged by the reach test on a set of frames."""
     delta: np.ndarray            # (3,) m
     unreachable: np.ndarray      # (F, 2) bool [left, right]: a target not reached (search tolerances)
     has_target: np.ndarray       # (F, 2) bool
@@ -107,7 +113,7 @@ class Evaluation:
     def fractions(self) -> dict:
         """Unreachable fractions: per wrist (of its targeted frames) and of the frames."""
         n_t = self.has_target.sum(axis=0)
-        per = [float(u) / n if n else 0.0 for u, n in zip(self.unreachable.sum(axis=0), n_t)]
+        per = [float(u) / float(n) if n else 0.0 for u, n in zip(self.unreachable.sum(axis=0), n_t)]
         F = len(self.unreachable)
         return {'left': round(per[0], 4), 'right': round(per[1], 4),
                 'frames': round(self.bad_frames / F, 4) if F else 0.0}
@@ -252,8 +258,8 @@ def fit(ik, targets: np.ndarray, table_height: float, object_positions: np.ndarr
         config: WorkspaceFitConfig = WorkspaceFitConfig()) -> WorkspaceFit:
     """Choose the translation of the whole demonstration (module doc).
 
-    ik: a ``wrist_ik.WristIK`` for the search (its options' ``reach_tol_*`` define reachable; the
-        pipeline passes one with ``search_restarts`` / ``search_max_iters``).
+    ik: the search's ``wrist_ik.WristIK`` (:func:`search_ik`: a target is reached within its
+        ``tol_pos`` / ``tol_rot``).
     targets: (2, T, 4, 4) palm targets ``T_world_palm`` [left, right], NaN where the hand has none.
     table_height: world z of the table top under the objects (before the shift).
     object_positions: (..., 3) object positions over the demonstration (NaN ignored) or None.
@@ -292,7 +298,7 @@ def fit(ik, targets: np.ndarray, table_height: float, object_positions: np.ndarr
                 break
             whole = evaluate(ik, targets, chosen.delta, config.search_seeds)
             n_eval += 1
-            if (whole.bad_frames, float(np.linalg.norm(whole.delta))) < (best.bad_frames, float(np.linalg.norm(best.delta))):
+            if _rank(whole) < _rank(best):
                 best = whole
             missed = np.setdiff1d(np.flatnonzero(whole.unreachable.any(axis=1)), frames)
             if not len(missed) or n_eval >= config.max_evaluations:
@@ -303,6 +309,11 @@ def fit(ik, targets: np.ndarray, table_height: float, object_positions: np.ndarr
         notes.append(f'{best.bad_frames} of {targets.shape[1]} frames stay out of reach for the search IK')
     return WorkspaceFit(config.method, best.delta.copy(), lo, hi, frames, before, best, n_eval,
                         time.perf_counter() - t0, float(table_height), notes)
+
+
+def _rank(e: Evaluation) -> tuple[int, float]:
+    """Fewer frames out of reach first, then nearer to the paper's translation."""
+    return e.bad_frames, float(np.linalg.norm(e.delta))
 
 
 def _spread(idx: np.ndarray, k: int) -> np.ndarray:

@@ -33,11 +33,9 @@ Method: damped least squares (Levenberg-Marquardt) on the MuJoCo model of ``robo
   and a message for every arm that is not reachable or has no target. An unreachable target gets
   the closest pose found (weighted least squares of position and orientation error).
 
-Measured (this 2-core machine, shared; ``tests/test_wrist_ik.py``): smooth 30 Hz-like target
-trajectories 0.2-0.7 ms per frame for both arms (1-2 LM iterations per frame), errors <= 0.1 mm
-and <= 1e-3 rad (the tolerance); independent random targets (FK of uniform in-range arm poses)
-8-20 ms per frame, 100 % of 2 x 120 frames within 0.1 mm / 1e-3 rad. Targets in corners of the
-joint box (several joints at their limits) have small basins: ~5 % of those stay a few mm off.
+``closest_pose`` is a reach test of one target that does not depend on other frames (LM from the
+seed-table poses nearest to it, found with a KD-tree), used by ``workspace_fit``. Tunables:
+:class:`IKOptions`, config/retarget.yaml [ik]. Speed and accuracy figures: docs/retargeting.md.
 
 Frames with no target for an arm (``None`` for a side, or NaN entries: hand not tracked) hold
 that arm's joints at their last value.
@@ -55,6 +53,7 @@ from dexman_common.report import format_index_ranges
 from dexman_common.config import ConfigBase
 from dexman_description import robot_model as rm
 from .hand_keypoints import SIDES
+from .self_collision import ArmCollisionModel
 from .wrist_targets import palm_targets_from_human
 
 # q_left = MIRROR_SIGNS * q_right gives the mirror pose (docs/robot_model.md).
@@ -83,6 +82,9 @@ class IKOptions(ConfigBase):
     jump_rot: float = 1.0          # ... or this far (rad) from the target: try the nearest table pose
     seed: int = 0                  # random generator of the seed table
     extra_joints: tuple[str, ...] = ()   # joints solved with both arms (e.g. rm.WAIST_JOINTS)
+    collision_weight: float = 10.0       # 1/m, residual per metre of missing clearance (0: self-collision ignored)
+    collision_margin: float = 0.02       # m, clearance kept between an arm and the rest of the robot
+    max_joint_speed: float = 3.0         # rad/s, joint change cap between consecutive frames (0: none)
 
     def __post_init__(self):
         if not (self.pos_weight > 0 and self.rot_weight >= 0 and self.smooth_weight >= 0):
@@ -92,6 +94,8 @@ class IKOptions(ConfigBase):
             raise ValueError('need 0 < tol_pos <= reach_tol_pos and 0 < tol_rot <= reach_tol_rot')
         if self.max_iters < 1 or self.restarts < 0 or self.seed_table < 1 or not self.max_step > 0:
             raise ValueError('need max_iters >= 1, restarts >= 0, seed_table >= 1, max_step > 0')
+        if not (self.collision_weight >= 0 and self.collision_margin >= 0 and self.max_joint_speed >= 0):
+            raise ValueError('collision_weight, collision_margin and max_joint_speed must be >= 0')
 
 
 @dataclasses.dataclass
@@ -108,6 +112,8 @@ class IKResult:
     time_s: float              # wall time of the solve
     options: IKOptions
     sides: tuple = SIDES
+    speed_limited: np.ndarray | None = None   # (T, 2) bool, a joint at the speed cap (lags the target)
+    clearance: np.ndarray | None = None       # (T, 2) m, smallest arm-robot distance, up to collision_margin
 
     @property
     def report(self) -> str:
@@ -129,6 +135,14 @@ class IKResult:
                          f'{1e3 * pe.max():.3f} mm, orientation median {np.median(re):.2e} rad, max {re.max():.2e} rad')
             if len(bad):
                 line += f'; unreachable frames: {format_index_ranges(bad)}'
+            if self.speed_limited is not None and self.speed_limited[:, k].any():
+                lag = np.flatnonzero(self.speed_limited[:, k])
+                line += (f'; at the joint speed cap ({self.options.max_joint_speed:g} rad/s) on '
+                         f'{len(lag)} frames ({format_index_ranges(lag)})')
+            if self.clearance is not None:
+                hit = np.flatnonzero(self.clearance[:, k] < 0)
+                line += (f'; self-collision on {len(hit)} frames ({format_index_ranges(hit)}), deepest '
+                         f'{-1e3 * self.clearance[hit, k].min():.1f} mm' if len(hit) else '; no self-collision')
             lines.append(line)
         return '\n'.join(lines)
 
@@ -169,11 +183,20 @@ def _check_targets(targets, name):
 class WristIK:
     """The solver, bound to one model (keeps an ``MjData``; not thread-safe)."""
 
-    def __init__(self, model, options: IKOptions = IKOptions(), qpos_hold=None):
+    def __init__(self, model, options: IKOptions = IKOptions(), qpos_hold=None, frame_rate: float | None = None):
+        """frame_rate (Hz): the rate of the trajectories solved; with it, consecutive frames of an
+        arm differ by at most ``max_joint_speed / frame_rate`` per joint. None: frames are
+        independent targets (no speed cap)."""
         import mujoco
         self.mj = mujoco
         self.model = model
         self.opt = options
+        if frame_rate is not None and not (np.isfinite(frame_rate) and frame_rate > 0):
+            raise ValueError(f'frame_rate must be > 0 Hz, got {frame_rate}')
+        self.frame_rate = frame_rate
+        self.max_dq = (options.max_joint_speed / frame_rate if frame_rate and options.max_joint_speed > 0
+                       else np.inf)
+        self.collisions = ArmCollisionModel(model) if options.collision_weight > 0 else None
         self.data = mujoco.MjData(model)
         self.qpos_hold = np.array(model.qpos0 if qpos_hold is None else qpos_hold, dtype=float)
         if self.qpos_hold.shape != (model.nq,):
@@ -217,6 +240,8 @@ class WristIK:
         self.rng = np.random.default_rng(options.seed)
         self._table = {}
         self._trees = {}           # side -> KD-tree over the seed table (closest_pose)
+        self._pair_masks = {}      # tuple of sides -> collision pairs involving them
+        self._prox = None          # collision pairs of the last _residual
 
     # --- kinematics -------------------------------------------------------------------------
     def _fk(self, q):
@@ -243,8 +268,12 @@ class WristIK:
                 out[t, k] = self.palm_pose(s)
         return out
 
-    def _residual(self, targets, sides):
-        """Weighted residual (6 per side) and the raw (pos, rot) error norms per side."""
+    def _residual(self, targets, sides, collide=True):
+        """Weighted residual of the current kinematics: 6 rows per side (palm position, orientation),
+        then with ``collide`` one row ``collision_weight * (collision_margin - d)`` per arm-robot
+        pair of those arms closer than the margin (``self_collision``). Returns (residual, the raw
+        (pos, rot) error norms per side, the collision penalty per side: the sum of the squared
+        collision rows of the pairs that involve that arm)."""
         o = self.opt
         r = np.empty(6 * len(sides))
         err = {}
@@ -255,9 +284,26 @@ class WristIK:
             r[6 * i:6 * i + 3] = o.pos_weight * ep
             r[6 * i + 3:6 * i + 6] = o.rot_weight * er
             err[s] = (float(np.linalg.norm(ep)), float(np.linalg.norm(er)))
-        return r, err
+        pen = dict.fromkeys(sides, 0.0)
+        self._prox = None
+        if collide and self.collisions is not None:
+            key = tuple(sides)
+            if key not in self._pair_masks:
+                self._pair_masks[key] = self.collisions.pair_mask(sides)
+            prox = self.collisions.proximity(self.data, o.collision_margin, self._pair_masks[key])
+            self._prox = prox
+            if len(prox.pair):
+                rc = o.collision_weight * (o.collision_margin - prox.dist)
+                c = self.collisions
+                for s in sides:
+                    k = SIDES.index(s)
+                    sel = (c.side1[prox.pair] == k) | (c.side2[prox.pair] == k)
+                    pen[s] = float(rc[sel] @ rc[sel])
+                r = np.concatenate([r, rc])
+        return r, err, pen
 
     def _jacobian(self, sides, cols):
+        """Jacobian of the rows of the last :meth:`_residual` (at the current kinematics)."""
         self.mj.mj_comPos(self.model, self.data)
         o = self.opt
         J = np.empty((6 * len(sides), len(cols)))
@@ -266,6 +312,8 @@ class WristIK:
             self.mj.mj_jacBody(self.model, self.data, self.jacp, self.jacr, self.palm[s])
             J[6 * i:6 * i + 3] = o.pos_weight * self.jacp[:, dofs]
             J[6 * i + 3:6 * i + 6] = o.rot_weight * self.jacr[:, dofs]
+        if self._prox is not None and len(self._prox.pair):
+            J = np.vstack([J, o.collision_weight * self.collisions.gradient(self.data, self._prox, dofs)])
         return J
 
     def _seeds(self, side, target, k, with_dist=False):
@@ -315,19 +363,27 @@ class WristIK:
     def _converged(self, err, tol_pos, tol_rot):
         return all(e[0] <= tol_pos and e[1] <= tol_rot for e in err.values())
 
-    def _lm(self, q, targets, sides, cols, q_ref, mu, max_iters):
-        """Levenberg-Marquardt from q on the given columns. Returns (q, err, iterations)."""
+    def _clear(self, pen) -> bool:
+        """No pair deeper into the collision margin than ``tol_pos`` (the collision rows' share of
+        the convergence test)."""
+        return sum(pen.values()) <= (self.opt.collision_weight * self.opt.tol_pos) ** 2
+
+    def _lm(self, q, targets, sides, cols, q_ref, mu, max_iters, lo=None, hi=None, collide=True):
+        """Levenberg-Marquardt from q on the given columns, within the box lo <= q <= hi (default
+        the joint limits). Returns (q, err, collision penalty, iterations)."""
         o = self.opt
+        lo = self.lo if lo is None else lo
+        hi = self.hi if hi is None else hi
         q = q.copy()
         self._fk(q)
-        r, err = self._residual(targets, sides)
+        r, err, pen = self._residual(targets, sides, collide)
         dqr = q[cols] - q_ref[cols]
         F = 0.5 * (r @ r + mu * dqr @ dqr)
         lam, nu, J = None, 2.0, None
         eye = np.eye(len(cols))
         it = 0
         while it < max_iters:
-            if self._converged(err, o.tol_pos, o.tol_rot):
+            if self._converged(err, o.tol_pos, o.tol_rot) and self._clear(pen):
                 break
             if J is None:   # after an accepted step (data holds q)
                 J = self._jacobian(sides, cols)
@@ -339,23 +395,23 @@ class WristIK:
                     break
             it += 1
             H = A + (lam + mu) * eye
-            dq = self._box_solve(H, g, self.lo[cols] - q[cols], self.hi[cols] - q[cols])
+            dq = self._box_solve(H, g, lo[cols] - q[cols], hi[cols] - q[cols])
             big = np.max(np.abs(dq))
             if big > o.max_step:
                 dq *= o.max_step / big
             if np.max(np.abs(dq)) < 1e-12:
                 break
             qn = q.copy()
-            qn[cols] = np.clip(q[cols] + dq, self.lo[cols], self.hi[cols])
+            qn[cols] = np.clip(q[cols] + dq, lo[cols], hi[cols])
             self._fk(qn)
-            rn, errn = self._residual(targets, sides)
+            rn, errn, penn = self._residual(targets, sides, collide)
             dqrn = qn[cols] - q_ref[cols]
             Fn = 0.5 * (rn @ rn + mu * dqrn @ dqrn)
             pred = g @ dq - 0.5 * (dq @ A @ dq + mu * dq @ dq)
             rho = (F - Fn) / pred if pred > 0 else -1.0
             if rho > 0:
                 small = F - Fn <= 1e-14 + 1e-10 * F
-                q, r, err, F, dqr = qn, rn, errn, Fn, dqrn
+                q, r, err, pen, F, dqr = qn, rn, errn, penn, Fn, dqrn
                 lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
                 nu = 2.0
                 J = None
@@ -367,11 +423,13 @@ class WristIK:
                 if lam > 1e12:
                     break
         self._fk(q)   # leave data at the returned pose
-        return q, err, it
+        return q, err, pen, it
 
-    def _cost(self, err):
+    def _cost(self, err, pen=None):
+        """Weighted squared palm errors plus the collision penalty (``pen``), summed over sides."""
         o = self.opt
-        return sum((o.pos_weight * e[0]) ** 2 + (o.rot_weight * e[1]) ** 2 for e in err.values())
+        return sum((o.pos_weight * e[0]) ** 2 + (o.rot_weight * e[1]) ** 2 + (pen or {}).get(s, 0.0)
+                   for s, e in err.items())
 
     def _jump_start(self, q, targets, sides):
         """Where a target is far from the warm start's palm pose (> jump_pos or > jump_rot: a
@@ -379,7 +437,7 @@ class WristIK:
         nearest to the target instead, if that one is nearer."""
         o = self.opt
         self._fk(q)
-        _, err = self._residual(targets, sides)
+        _, err, _ = self._residual(targets, sides, collide=False)
         q = q.copy()
         for s in sides:
             if err[s][0] <= o.jump_pos and err[s][1] <= o.jump_rot:
@@ -410,55 +468,83 @@ class WristIK:
     def closest_pose(self, side: str, target, n_seeds: int = 2, max_iters: int | None = None):
         """A reach test for one arm and one target (4x4) that does not depend on any previous frame:
         LM without regularisation from the ``n_seeds`` seed-table poses nearest to the target,
-        stopping at the first that converges (``tol_pos`` / ``tol_rot``). Returns (the 7 arm
-        joints, (position error m, orientation error rad)) of the best."""
+        stopping at the first that converges (``tol_pos`` / ``tol_rot``) clear of the robot. The LM
+        first ignores self-collision; a result that comes closer to the robot than
+        ``collision_margin`` is then re-solved with the collision rows, so that a target the arm
+        reaches only through its own body counts as missed. Returns (the 7 arm joints, (position
+        error m, orientation error rad)) of the best (weighted errors plus collision penalty)."""
+        o = self.opt
         c = self.side_cols[side]
         target = np.asarray(target, dtype=float)
-        best_q, best_e = None, None
+        iters = max_iters or o.max_iters
+        best_q, best_e, best_c = None, None, np.inf
         for seed in self._nearest_seeds(side, target, max(int(n_seeds), 1)):
             q = self.nominal.copy()
             q[c] = seed
-            qk, ek, _ = self._lm(q, {side: target}, [side], c, q, 0.0, max_iters or self.opt.max_iters)
-            if best_e is None or self._cost({side: ek[side]}) < self._cost({side: best_e}):
-                best_q, best_e = qk[c].copy(), ek[side]
-            if best_e[0] <= self.opt.tol_pos and best_e[1] <= self.opt.tol_rot:
+            qk, ek, _, _ = self._lm(q, {side: target}, [side], c, q, 0.0, iters, collide=False)
+            pk = {side: 0.0}
+            if self.collisions is not None:
+                _, _, pk = self._residual({side: target}, [side])        # data holds qk
+                if pk[side] > 0:
+                    qk, ek, pk, _ = self._lm(qk, {side: target}, [side], c, qk, 0.0, iters)
+            cost = self._cost(ek, pk)
+            if cost < best_c:
+                best_q, best_e, best_c = qk[c].copy(), ek[side], cost
+            if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot and self._clear(pk):
                 break
         return best_q, best_e
 
-    def solve_frame(self, targets: dict, q_init, q_prev=None):
-        """One frame. targets: {side: 4x4} for the arms to move. Returns (q, err, iterations)."""
+    def speed_box(self, q_prev, sides):
+        """(lo, hi) joint bounds of a frame that follows ``q_prev``: the joints of ``sides`` (and
+        ``extra_joints``) within ``max_dq`` of it, inside the joint limits; the others at the limits."""
+        lo, hi = self.lo.copy(), self.hi.copy()
+        if sides and np.isfinite(self.max_dq):
+            c = np.concatenate([self.side_cols[s] for s in sides] + [self.extra_cols])
+            lo[c] = np.maximum(self.lo[c], q_prev[c] - self.max_dq)
+            hi[c] = np.minimum(self.hi[c], q_prev[c] + self.max_dq)
+        return lo, hi
+
+    def solve_frame(self, targets: dict, q_init, q_prev=None, limited=()):
+        """One frame. targets: {side: 4x4} for the arms to move; ``limited``: the sides that follow
+        ``q_prev`` at most ``max_dq`` per joint (a consecutive frame, :meth:`solve_frames`; no
+        effect without ``frame_rate``). Returns (q, err, iterations)."""
         o = self.opt
         sides = [s for s in SIDES if s in targets]
         q_prev = q_init if q_prev is None else q_prev
         cols = np.concatenate([self.side_cols[s] for s in sides] + [self.extra_cols])
-        q_init = self._jump_start(q_init, targets, sides)
-        q, err, iters = self._lm(q_init, targets, sides, cols, q_prev, o.smooth_weight, o.max_iters)
+        limited = [s for s in sides if s in limited] if np.isfinite(self.max_dq) else []
+        lo, hi = self.speed_box(q_prev, limited)
+        q_init = np.clip(q_init, lo, hi)
+        free = [s for s in sides if s not in limited]
+        if free:      # a far target: start from the seed table (not for speed-limited arms)
+            q_init = self._jump_start(q_init, targets, free)
+        q, err, pen, iters = self._lm(q_init, targets, sides, cols, q_prev, o.smooth_weight, o.max_iters, lo, hi)
         if (o.smooth_weight > 0 and not self._converged(err, o.tol_pos, o.tol_rot)
                 and self._converged(err, o.reach_tol_pos, o.reach_tol_rot)):
             # close but not within tolerance: the regularisation's bias; polish without it
-            q2, err2, it2 = self._lm(q, targets, sides, cols, q_prev, 0.0, o.max_iters)
+            q2, err2, pen2, it2 = self._lm(q, targets, sides, cols, q_prev, 0.0, o.max_iters, lo, hi)
             iters += it2
-            if self._cost(err2) <= self._cost(err):
-                q, err = q2, err2
-        for s in sides:
+            if self._cost(err2, pen2) <= self._cost(err, pen):
+                q, err, pen = q2, err2, pen2
+        deep = (o.collision_weight * o.collision_margin) ** 2      # a pair at distance 0 or closer
+        for s in free:
             e = err[s]
-            if (e[0] <= o.tol_pos and e[1] <= o.tol_rot) or o.restarts <= 0:
-                continue
-            if np.linalg.norm(targets[s][:3, 3] - self.shoulder[s]) > self.reach[s]:
-                continue        # beyond reach: the warm-started closest pose stands
+            if ((e[0] <= o.tol_pos and e[1] <= o.tol_rot and pen[s] < deep) or o.restarts <= 0
+                    or np.linalg.norm(targets[s][:3, 3] - self.shoulder[s]) > self.reach[s]):
+                continue        # reached and clear, or beyond reach (the warm-started closest pose stands)
             c = self.side_cols[s]
-            best_q, best_e = q, e
+            best_q, best_e, best_p = q, e, pen[s]
             n_nn = (o.restarts + 1) // 2
             seeds = list(self._seeds(s, targets[s], n_nn)) + [self.nominal[c]]
             seeds += list(self.rng.uniform(self.lo[c], self.hi[c], size=(max(o.restarts - len(seeds), 0), len(c))))
             for seed in seeds[:o.restarts]:
                 qs = best_q.copy()
                 qs[c] = seed
-                qk, ek, itk = self._lm(qs, {s: targets[s]}, [s], c, qs, 0.0, o.max_iters)
+                qk, ek, pk, itk = self._lm(qs, {s: targets[s]}, [s], c, qs, 0.0, o.max_iters)
                 iters += itk
-                if self._cost({s: ek[s]}) < self._cost({s: best_e}):
-                    best_q, best_e = qk, ek[s]
-                if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot:
+                if self._cost({s: ek[s]}, pk) < self._cost({s: best_e}, {s: best_p}):
+                    best_q, best_e, best_p = qk, ek[s], pk[s]
+                if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot and best_p < deep:
                     break
             q, err[s] = best_q, best_e
         self._fk(q)
@@ -498,23 +584,72 @@ class WristIK:
         """{side: 4x4} of frame t, leaving out arms without a (finite) target."""
         return {s: tt[t] for s, tt in zip(SIDES, (tl, tr)) if tt is not None and np.isfinite(tt[t]).all()}
 
+    def solve_frames(self, tl, tr, q, frames=None, backend=None):
+        """The frame loop of a trajectory (checked targets ``tl``, ``tr`` and initial joints ``q``
+        from :meth:`prepare`). Per frame and arm with a target: solved warm-started from the
+        previous frame; with ``frame_rate``, every targeted frame after an arm's first one is
+        speed-limited (:meth:`solve_frame`). An arm without a target holds its joints; the frames
+        before its first target take the first target's solution (the trajectory starts where the
+        hand first appears instead of jumping there). ``frames``: an iterable over range(T) (e.g.
+        a progress bar); ``backend``: another solver's ``solve_frame(targets, q) -> q`` (e.g.
+        Genesis; no speed cap). Returns (q (T, n), iterations (T,), seconds per frame (T,),
+        speed_limited (T, 2) bool: an arm with a joint at the speed cap)."""
+        T = len(tl) if tl is not None else len(tr)
+        res_q = np.empty((T, len(self.joint_names)))
+        iters = np.zeros(T, int)
+        secs = np.zeros(T)
+        at_cap = np.zeros((T, 2), bool)
+        started: set = set()
+        for t in (range(T) if frames is None else frames):
+            t0 = time.perf_counter()
+            targets = self.frame_targets(tl, tr, t)
+            if targets:
+                q_prev = q
+                if backend is None:
+                    limited = tuple(s for s in targets if s in started)
+                    q, _, iters[t] = self.solve_frame(targets, q, q, limited=limited)
+                    for k, s in enumerate(SIDES):
+                        if s in limited:
+                            c = self.side_cols[s]
+                            at_cap[t, k] = bool(np.any(np.abs(q[c] - q_prev[c]) >= self.max_dq * (1 - 1e-9)))
+                else:
+                    q = np.clip(backend.solve_frame(targets, q), self.lo, self.hi)
+                for s in targets:
+                    if s not in started and t > 0:
+                        res_q[:t, self.side_cols[s]] = q[self.side_cols[s]]
+                started |= set(targets)
+            res_q[t] = q
+            secs[t] = time.perf_counter() - t0
+        return res_q, iters, secs, at_cap
+
     def solve_trajectory(self, targets_left=None, targets_right=None, q0=None) -> IKResult:
         """Solve palm targets (T, 4, 4) per side (``None``: that arm held) over a trajectory;
         q0 as in :meth:`prepare`."""
         tl, tr, T, q = self.prepare(targets_left, targets_right, q0)
-        res_q = np.empty((T, len(self.joint_names)))
-        iters = np.zeros(T, int)
         t0 = time.perf_counter()
-        for t in range(T):
-            targets = self.frame_targets(tl, tr, t)
-            if targets:
-                q, _, iters[t] = self.solve_frame(targets, q, q)
-            res_q[t] = q
-        return self.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0)
+        res_q, iters, _, at_cap = self.solve_frames(tl, tr, q)
+        return self.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0, speed_limited=at_cap)
 
-    def evaluate(self, q, tl, tr, iterations=None, time_s=float('nan')) -> IKResult:
+    def clearance(self, q) -> np.ndarray:
+        """(2,) [left, right] the smallest signed distance (m) of each arm to the rest of the robot
+        at joints q (n,), reported up to ``collision_margin`` (that value: at least that far);
+        NaN without the collision model (``collision_weight`` 0)."""
+        out = np.full(2, np.nan)
+        if self.collisions is None:
+            return out
+        self._fk(q)
+        prox = self.collisions.proximity(self.data, self.opt.collision_margin)
+        c = self.collisions
+        for k in range(2):
+            sel = (c.side1[prox.pair] == k) | (c.side2[prox.pair] == k)
+            out[k] = min(float(prox.dist[sel].min()), self.opt.collision_margin) if sel.any() else self.opt.collision_margin
+        return out
+
+    def evaluate(self, q, tl, tr, iterations=None, time_s=float('nan'), speed_limited=None) -> IKResult:
         """Errors, flags and messages of joint trajectories q (T, n) against the targets, by this
-        model's forward kinematics (the same measure for every backend)."""
+        model's forward kinematics (the same measure for every backend), and each arm's clearance
+        to the rest of the robot. ``speed_limited`` (T, 2): frames at the joint speed cap (named
+        as the cause of an unreachable frame)."""
         o = self.opt
         T = len(q)
         pos_err = np.full((T, 2), np.nan)
@@ -522,11 +657,14 @@ class WristIK:
         conv = np.ones((T, 2), bool)
         reach = np.ones((T, 2), bool)
         has = np.zeros((T, 2), bool)
+        clear = np.full((T, 2), np.nan)
+        lag = np.zeros((T, 2), bool) if speed_limited is None else np.asarray(speed_limited, bool)
         msgs = []
         for t in range(T):
             targets = self.frame_targets(tl, tr, t)
+            clear[t] = self.clearance(q[t])
             self._fk(q[t])
-            _, err = self._residual(targets, list(targets))
+            _, err, _ = self._residual(targets, list(targets), collide=False)
             lines = []
             for k, s in enumerate(SIDES):
                 if s not in targets:
@@ -540,22 +678,30 @@ class WristIK:
                 reach[t, k] = pe <= o.reach_tol_pos and re <= o.reach_tol_rot
                 if not reach[t, k]:
                     dist = float(np.linalg.norm(targets[s][:3, 3] - self.shoulder[s]))
-                    why = (f"target {dist:.3f} m from the shoulder, beyond the arm's reach ({self.reach[s]:.3f} m)"
-                           if dist > self.reach[s] else
-                           f'not reached within {1e3 * o.reach_tol_pos:.1f} mm / {o.reach_tol_rot:.3f} rad')
+                    if dist > self.reach[s]:
+                        why = f"target {dist:.3f} m from the shoulder, beyond the arm's reach ({self.reach[s]:.3f} m)"
+                    elif lag[t, k]:
+                        why = f'the target moves faster than the joint speed cap ({o.max_joint_speed:g} rad/s)'
+                    else:
+                        why = f'not reached within {1e3 * o.reach_tol_pos:.1f} mm / {o.reach_tol_rot:.3f} rad'
                     off = f'{1e3 * pe:.1f} mm' if pe < 1.0 else f'{pe:.3f} m'
                     lines.append(f'{s}: unreachable: {why}; closest pose found is {off} / {re:.3f} rad off')
+            for k, s in enumerate(SIDES):
+                if clear[t, k] < 0:
+                    lines.append(f'{s}: self-collision: the arm is {-1e3 * clear[t, k]:.1f} mm into the robot')
             msgs.append('; '.join(f'frame {t} {ln}' for ln in lines))
         return IKResult(q=np.asarray(q, dtype=float), joint_names=list(self.joint_names), pos_err=pos_err,
                         rot_err=rot_err, converged=conv, reachable=reach, has_target=has,
                         iterations=np.zeros(T, int) if iterations is None else np.asarray(iterations),
-                        messages=msgs, time_s=time_s, options=o)
+                        messages=msgs, time_s=time_s, options=o, speed_limited=lag,
+                        clearance=None if self.collisions is None else clear)
 
 
 def solve_trajectory(model, targets_left=None, targets_right=None, q0=None,
-                     options: IKOptions = IKOptions(), qpos_hold=None) -> IKResult:
-    """Palm targets ``T_world_palm`` (T, 4, 4) per side -> G1 arm joints (T, 14). See the module doc."""
-    return WristIK(model, options, qpos_hold).solve_trajectory(targets_left, targets_right, q0)
+                     options: IKOptions = IKOptions(), qpos_hold=None, frame_rate: float | None = None) -> IKResult:
+    """Palm targets ``T_world_palm`` (T, 4, 4) per side -> G1 arm joints (T, 14). See the module doc;
+    ``frame_rate`` (Hz): consecutive frames, joint speeds capped (``max_joint_speed``)."""
+    return WristIK(model, options, qpos_hold, frame_rate).solve_trajectory(targets_left, targets_right, q0)
 
 
 def solve_from_human(model, human_left=None, human_right=None, q0=None,

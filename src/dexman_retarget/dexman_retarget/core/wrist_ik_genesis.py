@@ -105,7 +105,7 @@ def write_ik_mjcf(model_dir, out_path) -> pathlib.Path:
     Same body tree, frames, joints (axes, ranges, names) and inertials (written explicitly from the
     compiled model); geoms, assets (meshes, materials, textures), tendons, actuators, sensors,
     contact pairs/excludes, equalities and keyframes removed. Sites are kept (without materials).
-    Plain XML editing (``MjSpec.delete`` takes ~6 s for this model).
+    Plain XML editing (``MjSpec.delete`` is slow on this model).
     """
     import xml.etree.ElementTree as ET
 
@@ -155,7 +155,7 @@ def _np(x) -> np.ndarray:
 class GenesisWristIK:
     """Genesis scene with the kinematics-only robot; :meth:`solve_trajectory` as ``WristIK``'s.
 
-    One Genesis scene per instance (building it compiles kernels: ~90 s the first time on CPU,
+    One Genesis scene per instance (building it compiles kernels, slow the first time on CPU and
     cached afterwards). ``gs.init`` is called here unless Genesis is already initialised.
     """
 

@@ -24,11 +24,17 @@ reentrant callback group and hand the work to one worker thread (the pipeline ta
 is not thread-safe), so the joint-state timer and parameter services keep running; a service
 call waits for its own job and then responds.
 
-Exit status: 0 on shutdown; 2 bad parameters, missing robot asset packages or finger checkpoint.
+Settings: ``config_file`` (default config/retarget.yaml, ``dexman_retarget.core.options``); the
+``frame_rate``, ``ik_backend`` and ``finger_checkpoint`` parameters default to its ``pipeline``
+section and replace it when given. The reference records the settings it was made with.
+
+Exit status: 0 on shutdown; 2 bad parameters (a bad config_file included), missing robot asset
+packages or finger checkpoint.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import pathlib
 import re
@@ -40,6 +46,7 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 
+from dexman_common.config import ConfigError
 from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_qos, run_main
 
 from dexman_common.artefacts import reference as refm
@@ -85,12 +92,12 @@ class RetargetNode(Node):
 
         log = self.get_logger()
         try:
-            model_dir, built = rp.ensure_robot_model(self.robot_model_dir)
+            model_dir, built = rp.ensure_robot_model(self.robot_model_dir, self.config_file)
             if built:
                 log.info(f'built the robot model into {model_dir}')
-            self.retargeter = rp.Retargeter(model_dir, rp.RetargetOptions(
-                frame_rate=self.frame_rate, ik_backend=self.ik_backend, progress=False,
-                finger_checkpoint=self.finger_checkpoint or None))
+            self.retargeter = rp.Retargeter(model_dir, dataclasses.replace(
+                self.options, frame_rate=self.frame_rate, ik_backend=self.ik_backend, progress=False,
+                finger_checkpoint=self.finger_checkpoint or None), self.config_file)
         except rp.RetargetError as e:
             raise ParamError(str(e)) from None
         self.urdf = (model_dir / rp.rm.URDF_NAME).read_text()
@@ -122,6 +129,15 @@ class RetargetNode(Node):
                  f'auto {self.auto}')
 
     def _declare(self) -> None:
+        self.config_file = pathlib.Path(declare(
+            self, 'config_file', str(rp.default_config_file()),
+            'retargeting settings (YAML, one section per stage: dexman_retarget.core.options); '
+            'frame_rate, ik_backend and finger_checkpoint below default to its pipeline section',
+            str, read_only=True)).expanduser().resolve()
+        try:
+            self.options = rp.load_options(self.config_file)
+        except ConfigError as e:
+            raise ParamError(f"parameter 'config_file': {e}") from None
         self.output_dir = pathlib.Path(declare(
             self, 'output_dir', str(rp.default_reference_dir()),
             'root folder of the references: each is written atomically into '
@@ -135,9 +151,9 @@ class RetargetNode(Node):
             'folder of the demonstration artefacts: the service looks up <demonstration_root>/<id>/ '
             '(ids announced on /dexman/demonstration are found through their artefact_uri)',
             str, read_only=True)).expanduser().resolve()
-        self.ik_backend = declare(self, 'ik_backend', 'mujoco',
-                                  "wrist IK backend: 'mujoco' (damped least squares, default) or "
-                                  "'genesis' (optional genesis-world install)", str, read_only=True)
+        self.ik_backend = declare(self, 'ik_backend', self.options.ik_backend,
+                                  "wrist IK backend: 'mujoco' (damped least squares) or 'genesis' "
+                                  "(optional genesis-world install); default: config_file's", str, read_only=True)
         self.auto = declare(self, 'auto', True,
                             'retarget every new demonstration announced on /dexman/demonstration', bool,
                             read_only=True)
@@ -145,11 +161,12 @@ class RetargetNode(Node):
             self, 'play_joint_states', True,
             'publish /joint_states at the reference frame rate, looping over the latest reference '
             '(the zero pose before the first one), for robot_state_publisher / RViz', bool, read_only=True)
-        self.frame_rate = declare(self, 'frame_rate', rp.FRAME_RATE,
-                                  'reference frame rate, Hz (30 in the paper)', float, read_only=True)
-        self.finger_checkpoint = declare(self, 'finger_checkpoint', '',
-                                         'finger-MLP checkpoint (empty: the shipped finger_mlp_v1.pt)', str,
-                                         read_only=True)
+        self.frame_rate = declare(self, 'frame_rate', self.options.frame_rate,
+                                  "reference frame rate, Hz (30 in the paper); default: config_file's",
+                                  float, read_only=True)
+        self.finger_checkpoint = declare(self, 'finger_checkpoint', self.options.finger_checkpoint or '',
+                                         'finger-MLP checkpoint (empty: the shipped finger_mlp_v1.pt); '
+                                         "default: config_file's", str, read_only=True)
         if self.ik_backend not in rp.IK_BACKENDS:
             raise ParamError(f"parameter 'ik_backend' must be one of {', '.join(rp.IK_BACKENDS)}, "
                              f'got {self.ik_backend!r}')

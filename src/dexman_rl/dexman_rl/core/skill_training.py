@@ -158,10 +158,9 @@ class TrainedSkill:
 
 
 def _make_env(ref_data, cfgs: RLConfigs, num_envs: int, *, train: bool, model_dir, env_overrides=None):
-    from .mujoco_env import MujocoResidualEnv
+    from .backends import make_vec_env
     env_cfg = cfgs.env if not env_overrides else cfgs.env.replace(**env_overrides)
-    return MujocoResidualEnv(ref_data, num_envs, env_cfg, sim_cfg=cfgs.sim, reward_cfg=cfgs.reward,
-                             success_cfg=cfgs.success, robot_model_dir=model_dir, train=train)
+    return make_vec_env(ref_data, cfgs, num_envs, train=train, model_dir=model_dir, env_cfg=env_cfg)
 
 
 def _summary_dict(s) -> dict[str, Any]:
