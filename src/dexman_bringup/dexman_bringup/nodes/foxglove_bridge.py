@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from rclpy.node import Node
 
-from dexman_common.ros.node_util import ParamError, declare, run_main
+from dexman_common.ros.node_util import ParamError, declare, run_node
 
 from ..core.foxglove_server import FoxgloveError, FoxgloveServer
 from ..core.recorder_msgdefs import DefinitionError
@@ -115,19 +115,8 @@ class FoxgloveBridge(Node):
         self.server.stop()
 
 
-def _run() -> int:
-    import rclpy
-    node = FoxgloveBridge()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.close()
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(_run, args)
+    run_node(FoxgloveBridge, args)
 
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic_io import atomic_directory
+from .meta_io import read_meta
 
 FORMAT_VERSION = 1
 
@@ -124,15 +125,12 @@ def load(path: str | os.PathLike) -> Demonstration:
     if not meta_p.is_file() or not traj_p.is_file():
         raise DemonstrationError(f'{path} is not a demonstration (needs demonstration.json and '
                                  'trajectories.npz)')
+    meta = read_meta(path, 'demonstration.json', FORMAT_VERSION, DemonstrationError)
     try:
-        meta = json.loads(meta_p.read_text())
         with np.load(traj_p) as z:
             arrays = {k: z[k] for k in Demonstration._ARRAYS}
     except (ValueError, KeyError, OSError) as e:
         raise DemonstrationError(f'{path}: unreadable demonstration ({e})') from e
-    if meta.get('format_version') != FORMAT_VERSION:
-        raise DemonstrationError(f'{path}: format_version {meta.get("format_version")}, '
-                                 f'expected {FORMAT_VERSION}')
     demo = Demonstration(demonstration_id=meta['demonstration_id'], fps=float(meta['fps']),
                          objects=[DemoObject(**o) for o in meta['objects']],
                          source_uri=meta.get('source_uri', ''), provenance=meta.get('provenance', {}),

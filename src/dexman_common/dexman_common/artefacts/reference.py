@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 from dexman_common.atomic_io import atomic_directory
+from dexman_common.artefacts.meta_io import json_default, read_meta
 
 FORMAT_VERSION = 1
 META_NAME = 'reference.json'
@@ -242,18 +243,6 @@ class Reference:
             fail(f'{len(self.ik_messages)} IK messages for {T} frames')
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, pathlib.Path):
-        return str(o)
-    raise TypeError(f'not JSON serialisable: {type(o).__name__}')
-
-
 def save(ref: Reference, root: str | os.PathLike, meshes: dict[str, Any]) -> pathlib.Path:
     """Write ``<root>/<reference_id>/`` atomically; meshes: object id -> trimesh (object frame, m)
     or a path to a mesh file (copied as it is). Replaces a previous reference of the same id."""
@@ -284,7 +273,7 @@ def save(ref: Reference, root: str | os.PathLike, meshes: dict[str, Any]) -> pat
                        'wrist_targets': 'T_world_palm of {lh,rh}_palm',
                        'contact_vertex_object': 'object frame'},
         }
-        (tmp / META_NAME).write_text(json.dumps(meta, indent=2, default=_json_default))
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2, default=json_default))
         np.savez_compressed(tmp / ARRAYS_NAME, **{k: np.asarray(getattr(ref, k)) for k in Reference._ARRAYS})
     ref.root = final
     return final
@@ -296,13 +285,7 @@ def load(path: str | os.PathLike) -> Reference:
     meta_p, arr_p = path / META_NAME, path / ARRAYS_NAME
     if not meta_p.is_file() or not arr_p.is_file():
         raise ReferenceArtefactError(f'{path} is not a reference (needs {META_NAME} and {ARRAYS_NAME})')
-    try:
-        meta = json.loads(meta_p.read_text())
-    except (ValueError, OSError) as e:
-        raise ReferenceArtefactError(f'{path}: unreadable {META_NAME} ({e})') from e
-    if not isinstance(meta, dict) or meta.get('format_version') != FORMAT_VERSION:
-        got = meta.get('format_version') if isinstance(meta, dict) else None
-        raise ReferenceArtefactError(f'{path}: format_version {got}, expected {FORMAT_VERSION}')
+    meta = read_meta(path, META_NAME, FORMAT_VERSION, ReferenceArtefactError)
     try:
         with np.load(arr_p) as z:
             missing = [k for k in Reference._ARRAYS if k not in z.files]

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic_io import atomic_directory
+from .meta_io import json_default, read_meta
 
 FORMAT_VERSION = 1
 META_NAME = 'skill.json'
@@ -122,18 +123,6 @@ class Skill:
                 fail(f'config lacks the {key!r} section')
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, pathlib.Path):
-        return str(o)
-    raise TypeError(f'not JSON serialisable: {type(o).__name__}')
-
-
 def save(skill: Skill, root: str | os.PathLike, policy_checkpoint: str | os.PathLike, *,
          rollout: Rollout | None = None, video: str | os.PathLike | None = None,
          training_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -158,7 +147,7 @@ def save(skill: Skill, root: str | os.PathLike, policy_checkpoint: str | os.Path
                 'files': {'policy': POLICY_NAME, 'rollout': ROLLOUT_NAME if rollout is not None else None,
                           'video': VIDEO_NAME if (tmp / VIDEO_NAME).is_file() else None},
                 'frames': {'world': 'z up, the robot at the origin facing +y', 'units': 'm, rad, s'}}
-        (tmp / META_NAME).write_text(json.dumps(meta, indent=2, default=_json_default))
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2, default=json_default))
     skill.root = final
     return final
 
@@ -166,16 +155,9 @@ def save(skill: Skill, root: str | os.PathLike, policy_checkpoint: str | os.Path
 def load(path: str | os.PathLike) -> Skill:
     """Read and validate ``<skills>/<skill_id>/``; SkillArtefactError with the reason."""
     path = pathlib.Path(path)
-    meta_p = path / META_NAME
-    if not meta_p.is_file():
+    if not (path / META_NAME).is_file():
         raise SkillArtefactError(f'{path} is not a skill (no {META_NAME})')
-    try:
-        meta = json.loads(meta_p.read_text())
-    except (ValueError, OSError) as e:
-        raise SkillArtefactError(f'{path}: unreadable {META_NAME} ({e})') from e
-    if not isinstance(meta, dict) or meta.get('format_version') != FORMAT_VERSION:
-        got = meta.get('format_version') if isinstance(meta, dict) else None
-        raise SkillArtefactError(f'{path}: format_version {got}, expected {FORMAT_VERSION}')
+    meta = read_meta(path, META_NAME, FORMAT_VERSION, SkillArtefactError)
     names = [f.name for f in dataclasses.fields(Skill) if f.name != 'root']
     try:
         skill = Skill(**{k: meta[k] for k in names}, root=path)

@@ -170,3 +170,19 @@ def run_main(make_and_run: Callable[[], int], args: list[str] | None = None) -> 
         except Exception:  # noqa: BLE001
             pass
     sys.exit(code)
+
+
+def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> None:
+    """``run_main`` for a node that only spins: build it with ``factory``, spin until shutdown, then
+    call its ``close()`` (if it has one) and destroy it."""
+    def _run() -> int:
+        node = factory()
+        try:
+            rclpy.spin(node)
+        finally:
+            close = getattr(node, 'close', None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        return 0
+    run_main(_run, args)

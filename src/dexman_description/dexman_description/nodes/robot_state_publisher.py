@@ -30,7 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dexman_common.geometry import quat_from_matrix
-from dexman_common.ros.node_util import ParamError, declare, latched_qos, run_main, sensor_qos
+from dexman_common.ros.node_util import ParamError, declare, latched_qos, run_node, sensor_qos
 from dexman_common.stamps import time_to_ns
 
 from ..urdf_fk import JointTransform, PublishGate, UrdfError, UrdfKinematics, finite_positions
@@ -155,18 +155,8 @@ class RobotStatePublisher(Node):
             self.tf_pub.publish(self._tf_message(transforms, msg.header.stamp))
 
 
-def _run() -> int:
-    import rclpy
-    node = RobotStatePublisher()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(_run, args)
+    run_node(RobotStatePublisher, args)
 
 
 if __name__ == '__main__':

@@ -5,8 +5,9 @@ Pairs (built once from the model, the rules MuJoCo's own collision detection use
 
 - one side: every collision geom of an arm, i.e. of the subtree of ``{side}_shoulder_pitch_link``
   (upper arm, forearm, wrist, hand);
-- other side: every robot geom outside that subtree (torso, head, pelvis, waist, legs) and the
-  other arm's geoms (each arm-arm pair once);
+- other side: every robot geom outside that subtree (torso, head, pelvis, waist, legs), the
+  other arm's geoms (each arm-arm pair once), and static obstacles: geoms of bodies outside the
+  robot without degrees of freedom (the table of ``ik_scene``, a mocap body);
 - kept when MuJoCo would collide them: ``contype``/``conaffinity`` bitmasks compatible, the two
   bodies are not parent and child (unless the model disables that filter), no ``<exclude>``.
 
@@ -75,9 +76,11 @@ class ArmCollisionModel:
             root = int(model.body_parentid[root])
         robot = _subtree(model, root)
         robot[root] = True
+        static = np.array([b > 0 and not robot[b] and model.body_dofnum[b] == 0
+                           and model.body_weldid[b] == b for b in range(model.nbody)])
         gbody = model.geom_bodyid
         coll = (model.geom_contype != 0) | (model.geom_conaffinity != 0)
-        geoms = np.flatnonzero(coll & robot[gbody])
+        geoms = np.flatnonzero(coll & (robot | static)[gbody])
         filterparent = not (model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_FILTERPARENT)
         excluded = set()
         for e in range(model.nexclude):
@@ -105,7 +108,7 @@ class ArmCollisionModel:
         self.g1 = np.asarray(g1s, int)                   # arm geom
         self.g2 = np.asarray(g2s, int)                   # other geom
         self.side1 = self.side_of_body[gbody[self.g1]]   # 0 left, 1 right
-        self.side2 = self.side_of_body[gbody[self.g2]]   # -1 body, else the other arm
+        self.side2 = self.side_of_body[gbody[self.g2]]   # -1 body or obstacle, else the other arm
         self.body1 = gbody[self.g1]
         self.body2 = gbody[self.g2]
         self.rsum = model.geom_rbound[self.g1] + model.geom_rbound[self.g2]
