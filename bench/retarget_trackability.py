@@ -23,8 +23,9 @@ Per reference:
   them; then the same starts with early termination switched off (the whole clip is played) for
   the tracking figures: arm tracking error |q - q_ref| (max over the 14 arm joints, rad: mean and
   max over steps and rollouts), the object position error per step (m: max over the clip) and at
-  the last frame, the mean contact reward, and the steps with an arm in contact with the robot's
-  own body in the simulation (env 0).
+  the last frame (the means over the rollouts of both per step are in the JSON too), the mean
+  contact reward, and the steps with an arm in contact with the robot's own body in the
+  simulation (env 0).
 
 Human-readable lines on stderr; the LAST line of stdout is one JSON object with every figure.
 """
@@ -125,8 +126,8 @@ def reference_contacts(env) -> dict:
             p['depth_m'] = max(p['depth_m'], depth)
     return {'self_contact_frames': len(frames['self']), 'table_contact_frames': len(frames['table']),
             'first_self_contact_frame': min(frames['self']) if frames['self'] else None,
-            'pairs': {k: {'frames': len(v['frames']), 'first': min(v['frames']), 'depth_mm': round(1e3 * v['depth_m'], 1)}
-                      for k, v in sorted(pairs.items())}}
+            'pairs': {k: {'frames': len(v['frames']), 'first': min(v['frames']),
+                          'depth_mm': round(1e3 * v['depth_m'], 1)} for k, v in sorted(pairs.items())}}
 
 
 def replay(ref_data, rollouts: int) -> dict:
@@ -178,7 +179,9 @@ def replay(ref_data, rollouts: int) -> dict:
             'object_err_end': round(float(obj_err[-1].mean()), 4),
             'object_err_end_steps': len(obj_err),
             'contact_reward_mean': round(float(np.mean(contact_r)), 4),
-            'sim_self_contact_steps_env0': int(self_steps)})
+            'sim_self_contact_steps_env0': int(self_steps),
+            'arm_tracking_err_per_step': [round(float(x), 4) for x in arm_err.mean(axis=1)],
+            'object_err_per_step': [round(float(x), 4) for x in obj_err.mean(axis=1)]})
     finally:
         env.close()
     return out
@@ -193,7 +196,10 @@ def measure(ref_dir: pathlib.Path, rollouts: int) -> dict:
     ref_data = load(ref_dir, max_unreachable_fraction=cfgs.env.max_unreachable_fraction,
                     penetration_tolerance=cfgs.sim.penetration_tolerance,
                     max_table_tilt_deg=cfgs.sim.table_max_tilt_deg)
-    out = {'frames': ref.n_frames, **arm_kinematics(ref)}
+    ik_cfg = ref.provenance.get('config', {}).get('ik', {})
+    out = {'frames': ref.n_frames, 'max_joint_speed_setting': ik_cfg.get('max_joint_speed'),
+           'workspace_fit_delta_m': ref.provenance.get('workspace_fit', {}).get('delta_m'),
+           'retarget_s': ref.provenance.get('timings_s', {}).get('total_s'), **arm_kinematics(ref)}
     unreach = ~ref.ik_reachable & ref.ik_has_target
     out['ik_unreachable_frames'] = [int(u.sum()) for u in unreach]
     pe = np.where(ref.ik_has_target, ref.ik_pos_err, np.nan)
@@ -213,7 +219,8 @@ def summary_line(name: str, r: dict) -> str:
             f'reference self-contact frames {rc["self_contact_frames"]}, table {rc["table_contact_frames"]}; '
             f'replay success {rp["success_rate"]}, arm tracking err mean {rp["arm_tracking_err_mean"]:.3f} / max '
             f'{rp["arm_tracking_err_max"]:.3f} rad ({rp["arm_tracking_worst_joint"]}), object err max '
-            f'{rp["object_err_max"]:.3f} m, end {rp["object_err_end"]:.3f} m, contact reward {rp["contact_reward_mean"]:.3f}')
+            f'{rp["object_err_max"]:.3f} m, end {rp["object_err_end"]:.3f} m, '
+            f'contact reward {rp["contact_reward_mean"]:.3f}')
 
 
 def main(argv=None) -> int:

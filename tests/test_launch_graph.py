@@ -128,6 +128,6 @@ def test_launch_files_are_installed_in_the_bringup_share():
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     # retarget node + the perception graph (player, 7 stages, assembler)
-    assert 'share/dexman_bringup/launch/dexman.launch.xml: 11 process(es)' in p.stdout
+    assert 'share/dexman_bringup/launch/dexman.launch.xml: 14 process(es)' in p.stdout
     assert 'share/dexman_bringup/launch/../config/bag_player.yaml' in p.stdout
     assert '-p bag_path:=/tmp/some_bag' in p.stdout

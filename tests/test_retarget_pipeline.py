@@ -168,6 +168,50 @@ def test_initial_placement_is_stable_and_trajectories_rebased(result):
     assert 'placement object_0' in ref.report
 
 
+def test_reference_is_trackable_in_the_rl_scene(result, retargeter, model_dir):
+    """The arm joints move at most max_joint_speed / frame_rate per frame, and in the RL scene
+    (dexman_sim.build_scene: robot, table, object at the reference poses) no arm touches the
+    robot's own body and no arm link the table; a hand may rest on the table no deeper than the
+    tolerated hand_table_margin (independent check: MuJoCo's own contacts after mj_forward)."""
+    from dexman_sim import SceneObjectSpec, SimConfig, build_scene
+    ref = result.reference
+    o = retargeter.options.ik
+    arm = ref.joint_index(rm.arm_joints('left') + rm.arm_joints('right'))
+    step = np.abs(np.diff(ref.joint_positions[:, arm], axis=0)).max()
+    assert step <= o.max_joint_speed / ref.frame_rate + 1e-9
+    scene = build_scene([SceneObjectSpec('object_0', result.meshes['object_0'], ref.object_poses[0, 0])],
+                        ref.table_point, ref.table_normal, robot_model_dir=model_dir, cfg=SimConfig(collision='hull'))
+    m = scene.model
+    d = mujoco.MjData(m)
+    side = np.full(m.nbody, -1)
+    for k, s in enumerate(('left', 'right')):
+        root = m.body(f'{s}_shoulder_pitch_link').id
+        for b in range(m.nbody):
+            a = b
+            while a > 0 and a != root:
+                a = m.body_parentid[a]
+            side[b] = k if a == root else side[b]
+    hand = np.array([m.body(b).name[:3] in ('lh_', 'rh_') for b in range(m.nbody)])
+    robot = set(scene.robot_geom_ids.tolist())
+    qadr = [m.jnt_qposadr[m.joint(n).id] for n in ref.joint_names]
+    self_hits, table_depth = 0, 0.0
+    for t in range(ref.n_frames):
+        d.qpos[qadr] = ref.joint_positions[t]
+        mujoco.mj_forward(m, d)
+        for c in d.contact[:d.ncon]:
+            for a, b in ((c.geom1, c.geom2), (c.geom2, c.geom1)):
+                ba, bb = m.geom_bodyid[a], m.geom_bodyid[b]
+                if a not in robot or side[ba] < 0:
+                    continue
+                if b == scene.table_geom_id:
+                    assert hand[ba], (t, m.body(ba).name)              # arm links stay off the table
+                    table_depth = max(table_depth, -c.dist)
+                elif b in robot and side[bb] != side[ba]:
+                    self_hits += 1
+    assert self_hits == 0
+    assert table_depth <= -o.hand_table_margin + 1e-3
+
+
 def test_workspace_fit_moves_everything_and_beats_the_paper_rule(result, gt, retargeter, model_dir):
     """The default workspace fit (whole_demo) translates hands, wrists, objects and the table by
     the recorded delta; the paper's rule (no re-fit) on the same demonstration leaves more frames

@@ -20,6 +20,8 @@ setup(
         'console_scripts': [
             'train = dexman_rl.train_cli:main',
             'evaluate = dexman_rl.evaluate_cli:main',
+            'trainer_node = dexman_rl.nodes.trainer_node:main',
+            'policy_node = dexman_rl.nodes.policy_node:main',
         ],
     },
 )

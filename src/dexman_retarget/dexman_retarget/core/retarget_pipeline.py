@@ -13,14 +13,18 @@ Stages (:class:`Retargeter.run`):
    ``workspace_fit``): one translation of the whole demonstration (hands, wrists, objects, table)
    chosen against the arms' reach over every frame; ``workspace_fit.method: paper`` keeps the
    scene alignment's translation.
-3. Bimanual wrist IK: ``wrist_ik.WristIK`` (default, damped least squares on MuJoCo) or, with
-   ``ik_backend='genesis'``, ``wrist_ik_genesis.GenesisWristIK``; both judged by the same MuJoCo
-   forward kinematics (errors, converged / reachable flags, per-frame messages). A frame without a
-   target for an arm holds that arm.
-4. Fingers: the shipped finger network (``finger_mlp.FingerRetargeter``, one right-hand network,
+3. Fingers: the shipped finger network (``finger_mlp.FingerRetargeter``, one right-hand network,
    the left hand mirrored) on the fingertips normalised by the hand length (one robust value per
    hand: the median over its valid frames); frames without a valid hand hold the nearest valid
-   prediction (an open hand when the hand never appears).
+   prediction (an open hand when the hand never appears). Before the IK, whose collision rows
+   see the hands with these fingers.
+4. Bimanual wrist IK: ``wrist_ik.WristIK`` (default, damped least squares on MuJoCo) or, with
+   ``ik_backend='genesis'``, ``wrist_ik_genesis.GenesisWristIK``; both judged by the same MuJoCo
+   forward kinematics (errors, converged / reachable flags, per-frame messages, clearance). The
+   MuJoCo IK runs on its own model, the robot plus the table the RL scene will build
+   (``ik_scene``), with ``avoid_collisions`` and the frame rate: arms kept out of the body and the
+   table, joint speeds capped, one branch per arm (``wrist_ik`` module doc); the workspace fit's
+   reach test keeps them out too. A frame without a target for an arm holds that arm.
 5. Contact priors (``contact_priors.compute_contact_priors``): human keypoints against the object
    meshes in the demonstration's object poses (paper thresholds 3 cm / 5 cm).
 6. Stable placement of every object's initial pose on the table
@@ -50,6 +54,7 @@ from scipy.spatial.transform import Rotation
 
 from . import contact_priors as cp
 from . import hand_keypoints as hk
+from . import ik_scene
 from dexman_common.artefacts import reference as refm
 from dexman_common.geometry import rotation_angle_between
 from dexman_common.report import format_index_ranges
@@ -244,7 +249,9 @@ class Retargeter:
         if self.model.nq != self.model.njnt:
             raise RetargetError('the robot model has non-hinge joints (nq != njnt): not a G1 + Shadow build')
         self.qadr = {n: int(self.model.joint(n).qposadr[0]) for n in self.joint_names}
-        self.ik = wik.WristIK(self.model, self.options.ik, frame_rate=self.options.frame_rate)
+        # the IK's own model: the robot plus the RL scene's table (ik_scene), kept out of by the arms
+        self.ik = wik.WristIK(ik_scene.robot_with_table(self.model_dir), self.options.ik,
+                              frame_rate=self.options.frame_rate, avoid_collisions=True)
         self._genesis = None
         self._fit_ik = None                               # the workspace fit's IK (lazily)
         self.frame_time_s = np.zeros(0)
@@ -273,18 +280,38 @@ class Retargeter:
             return self._genesis
         return self.ik
 
-    def fit_workspace(self, targets, rs: Resampled, table_point, table_normal) -> wf.WorkspaceFit:
+    def table_box(self, table_point, table_normal, rs: Resampled, meshes: dict | None):
+        """(the table the RL scene will build, ``ik_scene.table_box``, from the footprint of the
+        object meshes (id -> trimesh, in ``rs``'s object order) at their first poses; '') or
+        (None, why) when the scene could not build one (e.g. an object inside the robot): the IK
+        then ignores the table."""
+        from dexman_sim import SceneInputError
+        xy = [np.zeros((0, 2))]
+        for k, m in enumerate((meshes or {}).values()):
+            P = rs.object_poses[k, 0]
+            xy.append((np.asarray(m.vertices, float) @ P[:3, :3].T + P[:3, 3])[:, :2])
+        try:
+            return ik_scene.table_box(table_point, table_normal, np.concatenate(xy), self.model_dir), ''
+        except SceneInputError as e:
+            return None, f'no table for the IK (the RL scene could not build one: {e})'
+
+    def fit_workspace(self, targets, rs: Resampled, table_point, table_normal, meshes=None) -> wf.WorkspaceFit:
         """The workspace fit (``workspace_fit``) of palm targets (2, T, 4, 4): the table height
-        under the objects' initial positions, the object positions of every frame."""
+        under the objects' initial positions, the object positions of every frame; with the object
+        meshes (id -> trimesh), the reach test keeps the arms out of the table as well."""
         cfg = self.options.workspace_fit
         if cfg.method != 'paper' and self._fit_ik is None:
-            self._fit_ik = wf.search_ik(self.model, self.options.ik, cfg)
+            self._fit_ik = wf.search_ik(ik_scene.robot_with_table(self.model_dir), self.options.ik, cfg,
+                                        avoid_collisions=True)
+        if self._fit_ik is not None:
+            self._fit_ik.set_table(None if meshes is None else self.table_box(table_point, table_normal, rs, meshes)[0])
         xy = rs.object_poses[:, 0, :2, 3] if len(rs.object_poses) else np.asarray(table_point, float)[None, :2]
         z = float(np.mean([table_height_at(table_point, table_normal, p) for p in xy]))
         return wf.fit(self._fit_ik, targets, z, rs.object_poses[:, :, :3, 3], cfg)
 
-    def solve_ik(self, targets, progress: bool, desc: str = 'wrist IK') -> wik.IKResult:
-        """targets: (2, T, 4, 4) palm targets, NaN where none. Frame loop with a tqdm bar."""
+    def solve_ik(self, targets, progress: bool, desc: str = 'wrist IK', hold=None) -> wik.IKResult:
+        """targets: (2, T, 4, 4) palm targets, NaN where none. Frame loop with a tqdm bar. hold:
+        (T, nq) the other joints per frame (the fingers), default the model's qpos0."""
         from tqdm import tqdm
         tl = targets[0] if np.isfinite(targets[0]).all(axis=(1, 2)).any() else None
         tr = targets[1] if np.isfinite(targets[1]).all(axis=(1, 2)).any() else None
@@ -299,8 +326,8 @@ class Retargeter:
         t0 = time.perf_counter()
         frames = tqdm(range(T), desc=desc, file=sys.stderr, disable=not progress, leave=False, unit='frame')
         res_q, iters, self.frame_time_s, at_cap = ev.solve_frames(tl, tr, q, frames,
-                                                                  backend=None if solver is ev else solver)
-        return ev.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0, speed_limited=at_cap)
+                                                                  backend=None if solver is ev else solver, hold=hold)
+        return ev.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0, speed_limited=at_cap, hold=hold)
 
     def fingers_q(self, kp: np.ndarray, valid: np.ndarray, side: str) -> tuple[np.ndarray, float]:
         """(T, 22) hand joints (rm.hand_joints order) and the hand length used."""
@@ -366,32 +393,35 @@ class Retargeter:
             v = rs.hand_valid[h]
             if v.any():
                 targets[h, v] = wt.palm_targets_from_human(self.model, rs.wrist_poses[h, v], side)
-        fit = self.fit_workspace(targets, rs, demo.table_point, demo.table_normal)
+        meshes_in_order = {ob.id: mesh_obj[ob.id] for ob in demo.objects}
+        fit = self.fit_workspace(targets, rs, demo.table_point, demo.table_normal, meshes_in_order)
         rs = shift_resampled(rs, fit.delta)
         targets = wf.translate_poses(targets, fit.delta)
         table_point = wf.translate_points(demo.table_point, fit.delta)
         tm['workspace_fit_s'] = time.perf_counter() - t0
 
-        # 3. IK
-        t0 = time.perf_counter()
-        ik = self.solve_ik(targets, progress, desc=f'wrist IK {rid}')
-        tm['ik_s'] = time.perf_counter() - t0
-
-        # 4. fingers
+        # 3. fingers (first: the IK keeps the hands, fingers included, out of the body and table)
         t0 = time.perf_counter()
         q = np.repeat(np.asarray(self.model.qpos0, float)[None], T, axis=0)
-        q[:, [self.qadr[n] for n in ik.joint_names]] = ik.q
         scales = {}
         for h, side in enumerate(hk.SIDES):
             qh, scales[side] = self.fingers_q(rs.hand_keypoints[h], rs.hand_valid[h], side)
             q[:, [self.qadr[n] for n in rm.hand_joints(side)]] = qh
+        tm['fingers_s'] = time.perf_counter() - t0
+
+        # 4. IK, against the table the RL scene will have
+        t0 = time.perf_counter()
+        table, table_note = self.table_box(table_point, demo.table_normal, rs, meshes_in_order)
+        self.ik.set_table(table)
+        ik = self.solve_ik(targets, progress, desc=f'wrist IK {rid}', hold=q)
+        q[:, [self.qadr[n] for n in ik.joint_names]] = ik.q
+        tm['ik_s'] = time.perf_counter() - t0
         lim = self.model.jnt_limited.astype(bool)
         lo, hi = self.model.jnt_range[:, 0], self.model.jnt_range[:, 1]
         adr = self.model.jnt_qposadr
         clipped = np.clip(q[:, adr], np.where(lim, lo, -np.inf), np.where(lim, hi, np.inf))
         n_clip = int(np.count_nonzero(np.abs(clipped - q[:, adr]) > 1e-9))
         q[:, adr] = clipped
-        tm['fingers_s'] = time.perf_counter() - t0
 
         # 5. contact priors
         t0 = time.perf_counter()
@@ -436,6 +466,8 @@ class Retargeter:
                  f'{demo.fps:g} fps), IK backend {o.ik_backend}']
         lines.append(fit.report_line())
         lines.append(ik.report)
+        if table_note:
+            lines.append(f'  {table_note}')
         for h, side in enumerate(hk.SIDES):
             lines.append(f'  {side}: hand tracked on {int(rs.hand_valid[h].sum())}/{T} frames'
                          + (f', hand length {1e3 * scales[side]:.1f} mm' if np.isfinite(scales[side]) else '')

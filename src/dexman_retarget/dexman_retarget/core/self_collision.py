@@ -11,8 +11,9 @@ Pairs (built once from the model, the rules MuJoCo's own collision detection use
 - kept when MuJoCo would collide them: ``contype``/``conaffinity`` bitmasks compatible, the two
   bodies are not parent and child (unless the model disables that filter), no ``<exclude>``.
 
-Per evaluation (the model's kinematics done in ``data``, e.g. after ``mj_kinematics``): a
-bounding-sphere test (``geom_rbound``) drops pairs farther apart than the activation distance;
+Per evaluation (the model's kinematics done in ``data``, e.g. after ``mj_kinematics``): tests of
+bounding spheres (around each geom's local bounding box, ``geom_aabb``), then of the boxes'
+world-aligned bounds, drop pairs farther apart than the activation distance;
 for the rest ``mj_geomDistance`` gives the signed distance ``d`` (negative: penetration) and the
 nearest points ``p1`` (arm geom) and ``p2``. The gradient of ``d`` over the joints is
 ``n . (J(p2) - J(p1))`` with ``n`` the unit vector from ``p1`` to ``p2`` for separated geoms
@@ -29,6 +30,8 @@ import dataclasses
 
 import numpy as np
 
+from dexman_description import robot_model as rm
+
 SIDES = ('left', 'right')
 
 
@@ -39,7 +42,6 @@ class Proximity:
     dist: np.ndarray        # (k,) signed distance (m), negative when penetrating
     p1: np.ndarray          # (k, 3) nearest point on the arm geom (world)
     p2: np.ndarray          # (k, 3) nearest point on the other geom (world)
-    normal: np.ndarray      # (k, 3) unit direction in which moving p2 away from p1 increases dist
 
 
 def _subtree(model, root: int) -> np.ndarray:
@@ -63,13 +65,16 @@ class ArmCollisionModel:
         self.mj = mujoco
         self.model = model
         self.side_of_body = np.full(model.nbody, -1)
+        hand_body = np.zeros(model.nbody, bool)
         for k, s in enumerate(SIDES):
             try:
                 root = model.body(f'{s}_shoulder_pitch_link').id
+                palm = model.body(rm.HAND_PREFIX[s] + rm.PALM_BODY).id
             except KeyError:
-                raise ValueError(f'body {s}_shoulder_pitch_link is not in the model (not a G1 build of '
-                                 'robot_model)') from None
+                raise ValueError(f'body {s}_shoulder_pitch_link or the {s} palm is not in the model (not a '
+                                 'G1 + Shadow build of robot_model)') from None
             self.side_of_body[_subtree(model, root)] = k
+            hand_body |= _subtree(model, palm)
         # the robot: the subtree of the arms' root body (the child of the world they hang from)
         root = model.body('left_shoulder_pitch_link').id
         while model.body_parentid[root] > 0:
@@ -86,6 +91,18 @@ class ArmCollisionModel:
         for e in range(model.nexclude):
             b1, b2 = int(model.exclude_signature[e] >> 16), int(model.exclude_signature[e] & 0xFFFF)
             excluded |= {(b1, b2), (b2, b1)}
+        # geoms of the robot's trunk that an arm cannot reach (the feet, the shins): farther from
+        # the shoulder than the hanging arm's extent (bounding spheres at qpos0, 0.1 m slack)
+        data = mujoco.MjData(model)
+        mujoco.mj_kinematics(model, data)
+        centre = data.geom_xpos + (data.geom_xmat.reshape(-1, 3, 3) @ model.geom_aabb[:, :3, None])[:, :, 0]
+        radius = np.linalg.norm(model.geom_aabb[:, 3:], axis=1)
+        shoulder, extent = [], []
+        for k, s in enumerate(SIDES):
+            p = data.xpos[model.body(f'{s}_shoulder_pitch_link').id]
+            arm = [g for g in geoms if self.side_of_body[gbody[g]] == k]
+            shoulder.append(p)
+            extent.append(max(np.linalg.norm(centre[g] - p) + radius[g] for g in arm) + 0.1)
         g1s, g2s = [], []
         for a in geoms:
             sa = self.side_of_body[gbody[a]]
@@ -95,6 +112,8 @@ class ArmCollisionModel:
                 sb = self.side_of_body[gbody[b]]
                 if sb == sa or (sb >= 0 and sa != 0):
                     continue            # same arm; arm-arm pairs once, the left geom first
+                if sb < 0 and robot[gbody[b]] and np.linalg.norm(centre[b] - shoulder[sa]) - radius[b] > extent[sa]:
+                    continue            # out of the arm's reach
                 if not ((model.geom_contype[a] & model.geom_conaffinity[b])
                         or (model.geom_contype[b] & model.geom_conaffinity[a])):
                     continue
@@ -111,7 +130,9 @@ class ArmCollisionModel:
         self.side2 = self.side_of_body[gbody[self.g2]]   # -1 body or obstacle, else the other arm
         self.body1 = gbody[self.g1]
         self.body2 = gbody[self.g2]
-        self.rsum = model.geom_rbound[self.g1] + model.geom_rbound[self.g2]
+        self.hand1 = hand_body[self.body1]               # the arm geom belongs to the hand
+        self.obstacle2 = static[self.body2]              # the other geom is a static obstacle (table)
+        self._cache = {}                                 # pair mask -> _candidates
         self._fromto = np.zeros(6)
         self._jac1 = np.zeros((3, model.nv))
         self._jac2 = np.zeros((3, model.nv))
@@ -125,43 +146,77 @@ class ArmCollisionModel:
         ks = [SIDES.index(s) for s in sides]
         return np.isin(self.side1, ks) | np.isin(self.side2, ks)
 
-    def proximity(self, data, within: float, mask=None) -> Proximity:
-        """Pairs (of ``mask``, default all) whose signed distance is below ``within`` (m)."""
+    def _candidates(self, mask):
+        """(pair indices, their geoms, slots of each pair's two geoms in those, the geoms' local
+        bounding-box centres and half sizes, the pairs' summed bounding radii) of a pair mask."""
+        key = None if mask is None else np.packbits(mask).tobytes()
+        if key not in self._cache:
+            idx = np.arange(self.n_pairs) if mask is None else np.flatnonzero(mask)
+            geoms, inv = np.unique(np.concatenate([self.g1[idx], self.g2[idx]]), return_inverse=True)
+            s1, s2 = inv[:len(idx)], inv[len(idx):]
+            r = np.linalg.norm(self.model.geom_aabb[geoms, 3:], axis=1)
+            self._cache[key] = (idx, geoms, s1, s2, self.model.geom_aabb[geoms, :3, None].copy(),
+                                self.model.geom_aabb[geoms, 3:, None].copy(), r[s1] + r[s2])
+        return self._cache[key]
+
+    def proximity(self, data, within, mask=None) -> Proximity:
+        """Pairs (of ``mask``, default all) whose signed distance is below ``within`` (m; a number
+        or one per pair, (n_pairs,))."""
         m = self.model
-        idx = np.arange(self.n_pairs) if mask is None else np.flatnonzero(mask)
-        centre = np.linalg.norm(data.geom_xpos[self.g1[idx]] - data.geom_xpos[self.g2[idx]], axis=1)
-        idx = idx[centre - self.rsum[idx] < within]
+        idx, g, s1, s2, box_c, box_h, rsum = self._candidates(mask)
+        lim = np.broadcast_to(np.asarray(within, float), (self.n_pairs,))[idx]
+        # bounding spheres of the geoms' local boxes: centre x + R c, radius |half|
+        c = data.geom_xpos[g] + (data.geom_xmat[g].reshape(-1, 3, 3) @ box_c)[:, :, 0]
+        d = c[s1] - c[s2]
+        reach = rsum + lim
+        near = np.flatnonzero(np.einsum('ij,ij->i', d, d) < reach * reach)
+        if len(near):     # then their world-aligned boxes (tighter for long geoms, e.g. the table)
+            a, b = s1[near], s2[near]
+            R = data.geom_xmat[g].reshape(-1, 3, 3)
+            half = np.abs(R[a]) @ box_h[a] + np.abs(R[b]) @ box_h[b]
+            gap = np.abs(d[near]) - half[:, :, 0]
+            near = near[(gap < lim[near, None]).all(axis=1)]
+        idx, lim = idx[near], lim[near]
         keep, dist, p1, p2 = [], [], [], []
+        if not len(idx):
+            return Proximity(np.zeros(0, int), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
         ft = self._fromto
-        for i in idx:
-            d = self.mj.mj_geomDistance(m, data, int(self.g1[i]), int(self.g2[i]), within, ft)
-            if d < within:
+        for i, li in zip(idx.tolist(), lim.tolist()):
+            d = self.mj.mj_geomDistance(m, data, int(self.g1[i]), int(self.g2[i]), max(li, 0.0), ft)
+            if d < li:
                 keep.append(i)
                 dist.append(d)
                 p1.append(ft[:3].copy())
                 p2.append(ft[3:].copy())
         k = len(keep)
-        p1a = np.asarray(p1).reshape(k, 3)
-        p2a = np.asarray(p2).reshape(k, 3)
-        dista = np.asarray(dist, float)
-        v = p2a - p1a
+        if not k:
+            return Proximity(np.zeros(0, int), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
+        return Proximity(np.asarray(keep, int), np.asarray(dist, float), np.asarray(p1), np.asarray(p2))
+
+    def _normals(self, data, prox: Proximity) -> np.ndarray:
+        """(k, 3) unit directions in which moving p2 away from p1 increases the signed distance:
+        p1 -> p2 for separated geoms, reversed for penetrating ones; the direction between the geom
+        centres where the two points coincide."""
+        v = prox.p2 - prox.p1
         nv = np.linalg.norm(v, axis=1)
-        normal = np.zeros((k, 3))
+        normal = np.zeros_like(v)
         ok = nv > 1e-9
-        normal[ok] = v[ok] / nv[ok, None] * np.where(dista[ok] < 0, -1.0, 1.0)[:, None]
-        if (~ok).any():          # touching: the direction between the geom centres
-            c = data.geom_xpos[self.g2[np.asarray(keep, int)[~ok]]] - data.geom_xpos[self.g1[np.asarray(keep, int)[~ok]]]
+        normal[ok] = v[ok] / nv[ok, None] * np.where(prox.dist[ok] < 0, -1.0, 1.0)[:, None]
+        if (~ok).any():
+            i = prox.pair[~ok]
+            c = data.geom_xpos[self.g2[i]] - data.geom_xpos[self.g1[i]]
             normal[~ok] = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-        return Proximity(np.asarray(keep, int), dista, p1a, p2a, normal)
+        return normal
 
     def gradient(self, data, prox: Proximity, dofs) -> np.ndarray:
         """(k, len(dofs)) d(dist)/dq of the pairs of ``prox`` over the given dof columns (needs
         ``mj_comPos`` done on ``data``)."""
         out = np.zeros((len(prox.pair), len(dofs)))
+        normal = self._normals(data, prox)
         for r, i in enumerate(prox.pair):
             self.mj.mj_jac(self.model, data, self._jac1, None, prox.p1[r], int(self.body1[i]))
             self.mj.mj_jac(self.model, data, self._jac2, None, prox.p2[r], int(self.body2[i]))
-            out[r] = prox.normal[r] @ (self._jac2[:, dofs] - self._jac1[:, dofs])
+            out[r] = normal[r] @ (self._jac2[:, dofs] - self._jac1[:, dofs])
         return out
 
     def clearance(self, data) -> np.ndarray:

@@ -12,7 +12,9 @@ the demonstration already in the robot world and before the wrist IK, chooses a 
   judged by the real arm: a reach test with the project's wrist IK (``WristIK.closest_pose``:
   Levenberg-Marquardt on the MuJoCo model, within the joint limits, from the ``search_seeds``
   poses of a table of ``search_seed_table`` sampled arm poses nearest to the target) on the palm
-  targets shifted by ``delta``. The test of a frame does not depend on other frames (no warm
+  targets shifted by ``delta``; the pipeline's search IK avoids collisions (``search_ik``), so a
+  target reached only through the robot's own body or through the table (which moves with
+  ``delta``) counts as out of reach. The test of a frame does not depend on other frames (no warm
   start), so any subset of frames can be judged. A target counts as reached within ``margin``
   times the IK's reach tolerances (``reach_tol_pos`` / ``reach_tol_rot``): the chosen
   translation keeps some room for the pipeline's trajectory IK. Among translations with equally
@@ -210,14 +212,17 @@ def _snap(d: np.ndarray, lo: np.ndarray, hi: np.ndarray, h: float) -> np.ndarray
     return k * h
 
 
-def search_ik(model, ik_options, config: WorkspaceFitConfig):
+def search_ik(model, ik_options, config: WorkspaceFitConfig, avoid_collisions: bool = False):
     """The ``wrist_ik.WristIK`` of the search: the pipeline's IK options with the search
-    tolerances (``margin`` x ``reach_tol_*``), ``search_max_iters`` and ``search_seed_table``."""
+    tolerances (``margin`` x ``reach_tol_*``), ``search_max_iters`` and ``search_seed_table``;
+    ``avoid_collisions``: a target reached only through the robot's body or the table (a model
+    from ``ik_scene.robot_with_table``, its table set with ``set_table``; it moves with each
+    candidate translation) counts as missed."""
     from .wrist_ik import WristIK
     return WristIK(model, dataclasses.replace(
         ik_options, tol_pos=config.margin * ik_options.reach_tol_pos,
         tol_rot=config.margin * ik_options.reach_tol_rot, max_iters=config.search_max_iters,
-        seed_table=config.search_seed_table))
+        seed_table=config.search_seed_table), avoid_collisions=avoid_collisions)
 
 
 def evaluate(ik, targets: np.ndarray, delta, n_seeds: int = 2, stop_above: int | None = None,
@@ -232,6 +237,8 @@ def evaluate(ik, targets: np.ndarray, delta, n_seeds: int = 2, stop_above: int |
     """
     delta = np.asarray(delta, float)
     tg = translate_poses(targets, delta)
+    if getattr(ik, 'table_box', None) is not None:       # the table moves with the demonstration
+        ik.set_table(ik.table_box, delta)
     has = np.isfinite(tg).all(axis=(2, 3)).T                   # (F, 2)
     bad = np.zeros_like(has)
     excess = 0.0

@@ -33,12 +33,41 @@ Method: damped least squares (Levenberg-Marquardt) on the MuJoCo model of ``robo
   and a message for every arm that is not reachable or has no target. An unreachable target gets
   the closest pose found (weighted least squares of position and orientation error).
 
+Trackability (what the RL environment's PD controllers can follow; the pipeline's setting):
+
+- ``avoid_collisions``: one more residual row ``collision_weight * (margin - d)`` per pair of an
+  arm (links and hand) and the rest of the robot or the table closer than its margin
+  (``self_collision``: signed distances and their joint gradients from MuJoCo;
+  ``collision_margin`` for the body, the other arm and arm links against the table,
+  ``hand_table_margin`` for a hand against the table, negative: a hand may rest on the table that
+  deep). The arm's redundancy then swings the elbow and upper arm clear instead of through the
+  torso; a target reachable only through the body is missed by the closest collision-free pose.
+  The table is that of the RL scene (``ik_scene``: a mocap box in the IK's own model,
+  :meth:`WristIK.set_table`). Convergence also asks every pair out of its margin (``tol_pos``).
+- ``frame_rate``: consecutive frames form a trajectory (:meth:`WristIK.solve_frames`). An arm's
+  first targeted frame picks its branch deliberately (:meth:`WristIK.branch`: of the solutions
+  from the seeds that reach the target clear of the robot and the table, the one nearest the
+  nominal pose, the most relaxed arm); every later frame stays within
+  ``max_joint_speed / frame_rate`` of the previous one per joint (a box constraint of the LM; no
+  jump start, no restarts), so no frame jumps to another branch, and a target that moves faster
+  than that is followed at the cap (the frame is flagged ``speed_limited``; the reference is not
+  re-timed). An arm that cannot follow its target on its branch while not at the cap (a joint
+  limit, the body in the way) looks for the nearest branch that reaches the target
+  (:meth:`WristIK.branch` near its joints; again ``switch_retry`` frames later if there is none)
+  and moves there at the cap, pulled by ``switch_weight`` |q - goal|^2 instead of the smoothing
+  term, the goal following the target, until it arrives or reaches the target again: a branch
+  switch spread over frames the PD controllers can follow. Frames before an arm's first target
+  take that target's solution. Without a frame rate frames are independent targets (the tests'
+  random poses: the behaviour described above).
+
 ``closest_pose`` is a reach test of one target that does not depend on other frames (LM from the
-seed-table poses nearest to it, found with a KD-tree), used by ``workspace_fit``. Tunables:
+seed-table poses nearest to it, found with a KD-tree; with ``avoid_collisions`` a solution through
+the body or the table is re-solved with the collision rows), used by ``workspace_fit``. Tunables:
 :class:`IKOptions`, config/retarget.yaml [ik]. Speed and accuracy figures: docs/retargeting.md.
 
 Frames with no target for an arm (``None`` for a side, or NaN entries: hand not tracked) hold
-that arm's joints at their last value.
+that arm's joints at their last value. The other joints (fingers, waist) are ``qpos_hold``, or per
+frame ``hold`` (:meth:`WristIK.solve_frames`; the pipeline's fingers, which the collision rows see).
 """
 from __future__ import annotations
 
@@ -57,6 +86,7 @@ from .self_collision import ArmCollisionModel
 from .wrist_targets import palm_targets_from_human
 
 # q_left = MIRROR_SIGNS * q_right gives the mirror pose (docs/robot_model.md).
+COLLISION_DEPTH = 1e-3     # m: shallower penetrations are contact, not collision (the penalty's residue)
 MIRROR_SIGNS = np.array([1.0, -1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
 
 
@@ -82,9 +112,12 @@ class IKOptions(ConfigBase):
     jump_rot: float = 1.0          # ... or this far (rad) from the target: try the nearest table pose
     seed: int = 0                  # random generator of the seed table
     extra_joints: tuple[str, ...] = ()   # joints solved with both arms (e.g. rm.WAIST_JOINTS)
-    collision_weight: float = 10.0       # 1/m, residual per metre of missing clearance (0: self-collision ignored)
-    collision_margin: float = 0.02       # m, clearance kept between an arm and the rest of the robot
-    max_joint_speed: float = 3.0         # rad/s, joint change cap between consecutive frames (0: none)
+    collision_weight: float = 10.0       # 1/m, residual per metre of missing clearance (0: collisions ignored)
+    collision_margin: float = 0.005      # m, clearance kept between an arm and the robot or the table
+    hand_table_margin: float = -0.005    # m, ... between a hand and the table (< 0: that much contact depth tolerated)
+    max_joint_speed: float = 8.0         # rad/s, joint change cap between consecutive frames (0: none)
+    switch_weight: float = 1.0           # pull (per rad^2) towards another branch an arm stuck on its own moves to
+    switch_retry: int = 5                # frames between searches for such a branch while an arm stays stuck
 
     def __post_init__(self):
         if not (self.pos_weight > 0 and self.rot_weight >= 0 and self.smooth_weight >= 0):
@@ -96,6 +129,10 @@ class IKOptions(ConfigBase):
             raise ValueError('need max_iters >= 1, restarts >= 0, seed_table >= 1, max_step > 0')
         if not (self.collision_weight >= 0 and self.collision_margin >= 0 and self.max_joint_speed >= 0):
             raise ValueError('collision_weight, collision_margin and max_joint_speed must be >= 0')
+        if not self.switch_weight > 0 or self.switch_retry < 1:
+            raise ValueError('need switch_weight > 0 and switch_retry >= 1')
+        if not -0.05 <= self.hand_table_margin <= 0.05:
+            raise ValueError(f'hand_table_margin must be within +-0.05 m, got {self.hand_table_margin}')
 
 
 @dataclasses.dataclass
@@ -113,7 +150,7 @@ class IKResult:
     options: IKOptions
     sides: tuple = SIDES
     speed_limited: np.ndarray | None = None   # (T, 2) bool, a joint at the speed cap (lags the target)
-    clearance: np.ndarray | None = None       # (T, 2) m, smallest arm-robot distance, up to collision_margin
+    clearance: np.ndarray | None = None       # (T, 2) m, WristIK.clearance per frame (< 0: a collision)
 
     @property
     def report(self) -> str:
@@ -140,9 +177,10 @@ class IKResult:
                 line += (f'; at the joint speed cap ({self.options.max_joint_speed:g} rad/s) on '
                          f'{len(lag)} frames ({format_index_ranges(lag)})')
             if self.clearance is not None:
-                hit = np.flatnonzero(self.clearance[:, k] < 0)
-                line += (f'; self-collision on {len(hit)} frames ({format_index_ranges(hit)}), deepest '
-                         f'{-1e3 * self.clearance[hit, k].min():.1f} mm' if len(hit) else '; no self-collision')
+                hit = np.flatnonzero(self.clearance[:, k] < -COLLISION_DEPTH)
+                line += (f'; in collision (robot or table) on {len(hit)} frames ({format_index_ranges(hit)}), '
+                         f'deepest {-1e3 * self.clearance[hit, k].min():.1f} mm' if len(hit) else
+                         f'; no collision (deeper than {1e3 * COLLISION_DEPTH:g} mm)')
             lines.append(line)
         return '\n'.join(lines)
 
@@ -183,10 +221,13 @@ def _check_targets(targets, name):
 class WristIK:
     """The solver, bound to one model (keeps an ``MjData``; not thread-safe)."""
 
-    def __init__(self, model, options: IKOptions = IKOptions(), qpos_hold=None, frame_rate: float | None = None):
+    def __init__(self, model, options: IKOptions = IKOptions(), qpos_hold=None, frame_rate: float | None = None,
+                 avoid_collisions: bool = False):
         """frame_rate (Hz): the rate of the trajectories solved; with it, consecutive frames of an
         arm differ by at most ``max_joint_speed / frame_rate`` per joint. None: frames are
-        independent targets (no speed cap)."""
+        independent targets (no speed cap). avoid_collisions: keep the arms out of the rest of the
+        robot and out of the table (a model from ``ik_scene.robot_with_table``; ``self_collision``)
+        with the collision rows (``collision_weight`` > 0); False: kinematics only."""
         import mujoco
         self.mj = mujoco
         self.model = model
@@ -196,7 +237,10 @@ class WristIK:
         self.frame_rate = frame_rate
         self.max_dq = (options.max_joint_speed / frame_rate if frame_rate and options.max_joint_speed > 0
                        else np.inf)
-        self.collisions = ArmCollisionModel(model) if options.collision_weight > 0 else None
+        self.collisions = ArmCollisionModel(model) if avoid_collisions and options.collision_weight > 0 else None
+        if self.collisions is not None:      # the clearance kept per pair
+            c = self.collisions
+            self.margins = np.where(c.hand1 & c.obstacle2, options.hand_table_margin, options.collision_margin)
         self.data = mujoco.MjData(model)
         self.qpos_hold = np.array(model.qpos0 if qpos_hold is None else qpos_hold, dtype=float)
         if self.qpos_hold.shape != (model.nq,):
@@ -242,6 +286,20 @@ class WristIK:
         self._trees = {}           # side -> KD-tree over the seed table (closest_pose)
         self._pair_masks = {}      # tuple of sides -> collision pairs involving them
         self._prox = None          # collision pairs of the last _residual
+        self.table_box = None      # the table (set_table), unshifted
+        self._reach_memo = {}      # closest_pose results while the table stays where it is
+
+    def set_table(self, box=None, shift=(0.0, 0.0, 0.0)) -> None:
+        """The table the arms must stay out of: a ``dexman_sim.TableBox`` translated by ``shift``
+        (m), or None (no table). Needs a model from ``ik_scene.robot_with_table``."""
+        from . import ik_scene
+        if not ik_scene.has_table(self.model):
+            if box is None:
+                return
+            raise ValueError('this IK model has no table geom: build it with ik_scene.robot_with_table')
+        ik_scene.set_table(self.model, self.data, box, shift)
+        self.table_box = box
+        self._reach_memo.clear()
 
     # --- kinematics -------------------------------------------------------------------------
     def _fk(self, q):
@@ -290,10 +348,10 @@ class WristIK:
             key = tuple(sides)
             if key not in self._pair_masks:
                 self._pair_masks[key] = self.collisions.pair_mask(sides)
-            prox = self.collisions.proximity(self.data, o.collision_margin, self._pair_masks[key])
+            prox = self.collisions.proximity(self.data, self.margins, self._pair_masks[key])
             self._prox = prox
             if len(prox.pair):
-                rc = o.collision_weight * (o.collision_margin - prox.dist)
+                rc = o.collision_weight * (self.margins[prox.pair] - prox.dist)
                 c = self.collisions
                 for s in sides:
                     k = SIDES.index(s)
@@ -370,15 +428,17 @@ class WristIK:
 
     def _lm(self, q, targets, sides, cols, q_ref, mu, max_iters, lo=None, hi=None, collide=True):
         """Levenberg-Marquardt from q on the given columns, within the box lo <= q <= hi (default
-        the joint limits). Returns (q, err, collision penalty, iterations)."""
+        the joint limits); mu: the weight of |q - q_ref|^2, a number or one per column. Returns
+        (q, err, collision penalty, iterations)."""
         o = self.opt
         lo = self.lo if lo is None else lo
         hi = self.hi if hi is None else hi
+        mu = np.broadcast_to(np.asarray(mu, float), (len(cols),))
         q = q.copy()
         self._fk(q)
         r, err, pen = self._residual(targets, sides, collide)
         dqr = q[cols] - q_ref[cols]
-        F = 0.5 * (r @ r + mu * dqr @ dqr)
+        F = 0.5 * (r @ r + dqr @ (mu * dqr))
         lam, nu, J = None, 2.0, None
         eye = np.eye(len(cols))
         it = 0
@@ -394,7 +454,7 @@ class WristIK:
                 if np.max(np.abs(g)) < 1e-12:
                     break
             it += 1
-            H = A + (lam + mu) * eye
+            H = A + lam * eye + np.diag(mu)
             dq = self._box_solve(H, g, lo[cols] - q[cols], hi[cols] - q[cols])
             big = np.max(np.abs(dq))
             if big > o.max_step:
@@ -406,8 +466,8 @@ class WristIK:
             self._fk(qn)
             rn, errn, penn = self._residual(targets, sides, collide)
             dqrn = qn[cols] - q_ref[cols]
-            Fn = 0.5 * (rn @ rn + mu * dqrn @ dqrn)
-            pred = g @ dq - 0.5 * (dq @ A @ dq + mu * dq @ dq)
+            Fn = 0.5 * (rn @ rn + dqrn @ (mu * dqrn))
+            pred = g @ dq - 0.5 * (dq @ A @ dq + dq @ (mu * dq))
             rho = (F - Fn) / pred if pred > 0 else -1.0
             if rho > 0:
                 small = F - Fn <= 1e-14 + 1e-10 * F
@@ -468,31 +528,77 @@ class WristIK:
     def closest_pose(self, side: str, target, n_seeds: int = 2, max_iters: int | None = None):
         """A reach test for one arm and one target (4x4) that does not depend on any previous frame:
         LM without regularisation from the ``n_seeds`` seed-table poses nearest to the target,
-        stopping at the first that converges (``tol_pos`` / ``tol_rot``) clear of the robot. The LM
-        first ignores self-collision; a result that comes closer to the robot than
-        ``collision_margin`` is then re-solved with the collision rows, so that a target the arm
-        reaches only through its own body counts as missed. Returns (the 7 arm joints, (position
-        error m, orientation error rad)) of the best (weighted errors plus collision penalty)."""
+        stopping at the first that converges (``tol_pos`` / ``tol_rot``). The LM first ignores
+        collisions; a result that reaches the target inside the robot or the table is then
+        re-solved with the collision rows, so that a target the arm reaches only through its own
+        body (or the table) counts as missed. Returns (the 7 arm joints, (position error m,
+        orientation error rad)) of the best (weighted errors plus collision penalty)."""
         o = self.opt
         c = self.side_cols[side]
         target = np.asarray(target, dtype=float)
         iters = max_iters or o.max_iters
+        key = (side, target.tobytes(), int(n_seeds), iters)
+        if key in self._reach_memo:           # held hands repeat their target frame after frame
+            q, e = self._reach_memo[key]
+            return q.copy(), e
         best_q, best_e, best_c = None, None, np.inf
         for seed in self._nearest_seeds(side, target, max(int(n_seeds), 1)):
             q = self.nominal.copy()
             q[c] = seed
             qk, ek, _, _ = self._lm(q, {side: target}, [side], c, q, 0.0, iters, collide=False)
             pk = {side: 0.0}
-            if self.collisions is not None:
-                _, _, pk = self._residual({side: target}, [side])        # data holds qk
-                if pk[side] > 0:
-                    qk, ek, pk, _ = self._lm(qk, {side: target}, [side], c, qk, 0.0, iters)
+            if (self.collisions is not None and ek[side][0] <= o.tol_pos and ek[side][1] <= o.tol_rot
+                    and self._collides(qk, side)):
+                qk, ek, pk, _ = self._lm(qk, {side: target}, [side], c, qk, 0.0, iters)
             cost = self._cost(ek, pk)
             if cost < best_c:
                 best_q, best_e, best_c = qk[c].copy(), ek[side], cost
-            if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot and self._clear(pk):
+            if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot:
                 break
+        if len(self._reach_memo) > 100000:
+            self._reach_memo.clear()
+        self._reach_memo[key] = (best_q.copy(), best_e)
         return best_q, best_e
+
+    def branch(self, side: str, target, q, near=None):
+        """Solutions of ``side``'s arm for one target from the ``restarts`` seeds (the seed-table
+        poses nearest to the target, ``q`` itself, the nominal pose, random in-range poses): of
+        those that reach it (``reach_tol_*``) clear of the robot and the table, the one nearest to
+        ``near`` (arm joints (7,), default the nominal pose) in joint space. Returns (q (n,) with
+        that arm, True), or (the lowest-cost solution, False) when none does. The start of a
+        trajectory (the most relaxed arm: near the nominal pose), and the branch a stuck arm moves
+        to (near its joints: the shortest switch)."""
+        o = self.opt
+        c = self.side_cols[side]
+        near = self.nominal[c] if near is None else np.asarray(near, float)
+        n_nn = max((o.restarts + 1) // 2, 1)
+        seeds = list(self._seeds(side, target, n_nn)) + [q[c], self.nominal[c]]
+        seeds += list(self.rng.uniform(self.lo[c], self.hi[c], size=(max(o.restarts - len(seeds), 0), len(c))))
+        best, best_key = None, None
+        for seed in seeds:
+            qs = q.copy()
+            qs[c] = seed
+            qk, ek, pk, _ = self._lm(qs, {side: target}, [side], c, qs, 0.0, o.max_iters)
+            e = ek[side]
+            ok = e[0] <= o.reach_tol_pos and e[1] <= o.reach_tol_rot and not self._collides(qk, side)
+            key = (0, float(np.linalg.norm(qk[c] - near))) if ok else (1, self._cost(ek, pk))
+            if best_key is None or key < best_key:
+                best, best_key = qk, key
+        return best, best_key[0] == 0
+
+    def _follow(self, side: str, target, q, goal):
+        """The branch ``goal`` (7,) of a switching arm moved along with the target (LM from it,
+        collision rows, no speed cap): the new goal, or None when it no longer reaches the target
+        clear of the robot and the table."""
+        o = self.opt
+        c = self.side_cols[side]
+        qs = q.copy()
+        qs[c] = goal
+        qk, ek, _, _ = self._lm(qs, {side: target}, [side], c, qs, 0.0, o.max_iters)
+        e = ek[side]
+        if e[0] <= o.reach_tol_pos and e[1] <= o.reach_tol_rot and not self._collides(qk, side):
+            return qk[c].copy()
+        return None
 
     def speed_box(self, q_prev, sides):
         """(lo, hi) joint bounds of a frame that follows ``q_prev``: the joints of ``sides`` (and
@@ -504,34 +610,41 @@ class WristIK:
             hi[c] = np.minimum(self.hi[c], q_prev[c] + self.max_dq)
         return lo, hi
 
-    def solve_frame(self, targets: dict, q_init, q_prev=None, limited=()):
+    def solve_frame(self, targets: dict, q_init, q_prev=None, limited=(), goals=None):
         """One frame. targets: {side: 4x4} for the arms to move; ``limited``: the sides that follow
         ``q_prev`` at most ``max_dq`` per joint (a consecutive frame, :meth:`solve_frames`; no
-        effect without ``frame_rate``). Returns (q, err, iterations)."""
+        effect without ``frame_rate``); ``goals``: {side: (7,) arm joints} of limited arms moving
+        to another branch (pulled there with ``switch_weight`` instead of towards ``q_prev``).
+        Returns (q, err, iterations)."""
         o = self.opt
         sides = [s for s in SIDES if s in targets]
         q_prev = q_init if q_prev is None else q_prev
         cols = np.concatenate([self.side_cols[s] for s in sides] + [self.extra_cols])
+        q_ref, mu = q_prev, np.full(len(cols), o.smooth_weight)
+        for s, g in (goals or {}).items():
+            if s in sides and s in limited:
+                q_ref = q_ref.copy()
+                q_ref[self.side_cols[s]] = g
+                mu[np.isin(cols, self.side_cols[s])] = o.switch_weight
         limited = [s for s in sides if s in limited] if np.isfinite(self.max_dq) else []
         lo, hi = self.speed_box(q_prev, limited)
         q_init = np.clip(q_init, lo, hi)
         free = [s for s in sides if s not in limited]
         if free:      # a far target: start from the seed table (not for speed-limited arms)
             q_init = self._jump_start(q_init, targets, free)
-        q, err, pen, iters = self._lm(q_init, targets, sides, cols, q_prev, o.smooth_weight, o.max_iters, lo, hi)
-        if (o.smooth_weight > 0 and not self._converged(err, o.tol_pos, o.tol_rot)
+        q, err, pen, iters = self._lm(q_init, targets, sides, cols, q_ref, mu, o.max_iters, lo, hi)
+        if (o.smooth_weight > 0 and not goals and not self._converged(err, o.tol_pos, o.tol_rot)
                 and self._converged(err, o.reach_tol_pos, o.reach_tol_rot)):
             # close but not within tolerance: the regularisation's bias; polish without it
             q2, err2, pen2, it2 = self._lm(q, targets, sides, cols, q_prev, 0.0, o.max_iters, lo, hi)
             iters += it2
             if self._cost(err2, pen2) <= self._cost(err, pen):
                 q, err, pen = q2, err2, pen2
-        deep = (o.collision_weight * o.collision_margin) ** 2      # a pair at distance 0 or closer
         for s in free:
             e = err[s]
-            if ((e[0] <= o.tol_pos and e[1] <= o.tol_rot and pen[s] < deep) or o.restarts <= 0
+            if ((e[0] <= o.tol_pos and e[1] <= o.tol_rot and not self._collides(q, s)) or o.restarts <= 0
                     or np.linalg.norm(targets[s][:3, 3] - self.shoulder[s]) > self.reach[s]):
-                continue        # reached and clear, or beyond reach (the warm-started closest pose stands)
+                continue        # reached out of collision, or beyond reach (the closest pose found stands)
             c = self.side_cols[s]
             best_q, best_e, best_p = q, e, pen[s]
             n_nn = (o.restarts + 1) // 2
@@ -544,8 +657,8 @@ class WristIK:
                 iters += itk
                 if self._cost({s: ek[s]}, pk) < self._cost({s: best_e}, {s: best_p}):
                     best_q, best_e, best_p = qk, ek[s], pk[s]
-                if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot and best_p < deep:
-                    break
+                    if best_e[0] <= o.tol_pos and best_e[1] <= o.tol_rot and not self._collides(best_q, s):
+                        break
             q, err[s] = best_q, best_e
         self._fk(q)
         return q, err, iters
@@ -584,34 +697,69 @@ class WristIK:
         """{side: 4x4} of frame t, leaving out arms without a (finite) target."""
         return {s: tt[t] for s, tt in zip(SIDES, (tl, tr)) if tt is not None and np.isfinite(tt[t]).all()}
 
-    def solve_frames(self, tl, tr, q, frames=None, backend=None):
+    def solve_frames(self, tl, tr, q, frames=None, backend=None, hold=None):
         """The frame loop of a trajectory (checked targets ``tl``, ``tr`` and initial joints ``q``
         from :meth:`prepare`). Per frame and arm with a target: solved warm-started from the
-        previous frame; with ``frame_rate``, every targeted frame after an arm's first one is
-        speed-limited (:meth:`solve_frame`). An arm without a target holds its joints; the frames
-        before its first target take the first target's solution (the trajectory starts where the
-        hand first appears instead of jumping there). ``frames``: an iterable over range(T) (e.g.
-        a progress bar); ``backend``: another solver's ``solve_frame(targets, q) -> q`` (e.g.
-        Genesis; no speed cap). Returns (q (T, n), iterations (T,), seconds per frame (T,),
-        speed_limited (T, 2) bool: an arm with a joint at the speed cap)."""
+        previous frame; with ``frame_rate``, an arm's first targeted frame starts from
+        :meth:`branch`, every targeted frame is speed-limited (:meth:`solve_frame`) and a stuck arm
+        moves to another branch at that speed (module doc). An arm
+        without a target holds its joints; the frames before its first target take the first
+        target's solution (the trajectory starts where the hand first appears instead of jumping
+        there). ``frames``: an iterable over range(T) (e.g. a progress bar); ``backend``: another
+        solver's ``solve_frame(targets, q) -> q`` (e.g. Genesis; no speed cap); ``hold``: (T, nq)
+        per-frame values of the joints not solved (e.g. the reference's fingers, which the
+        collision rows see), default ``qpos_hold``. Returns (q (T, n), iterations (T,), seconds
+        per frame (T,), speed_limited (T, 2) bool: an arm with a joint at the speed cap)."""
         T = len(tl) if tl is not None else len(tr)
         res_q = np.empty((T, len(self.joint_names)))
         iters = np.zeros(T, int)
         secs = np.zeros(T)
         at_cap = np.zeros((T, 2), bool)
         started: set = set()
+        hold = self._check_hold(hold, T)
+        base = self.qpos_hold.copy()
+        o = self.opt
+        capped = np.isfinite(self.max_dq)
+        goals, retry = {}, {}          # switching arms: the branch they move to; stuck: next search
         for t in (range(T) if frames is None else frames):
             t0 = time.perf_counter()
+            self.qpos_hold = base if hold is None else hold[t]
             targets = self.frame_targets(tl, tr, t)
             if targets:
                 q_prev = q
                 if backend is None:
                     limited = tuple(s for s in targets if s in started)
-                    q, _, iters[t] = self.solve_frame(targets, q, q, limited=limited)
+                    if capped:      # an arm's first target: choose its branch, keep it
+                        for s in targets:
+                            if s not in started:
+                                q, _ = self.branch(s, targets[s], q)
+                        q_prev = q
+                        limited = tuple(targets)
+                        for s in [s for s in goals if s in targets]:
+                            goals[s] = self._follow(s, targets[s], q, goals[s])
+                            if goals[s] is None:
+                                del goals[s]
+                    q, err, iters[t] = self.solve_frame(targets, q, q, limited=limited,
+                                                        goals={s: g for s, g in goals.items() if s in targets})
                     for k, s in enumerate(SIDES):
-                        if s in limited:
-                            c = self.side_cols[s]
-                            at_cap[t, k] = bool(np.any(np.abs(q[c] - q_prev[c]) >= self.max_dq * (1 - 1e-9)))
+                        if s not in limited:
+                            continue
+                        c = self.side_cols[s]
+                        at_cap[t, k] = bool(np.any(np.abs(q[c] - q_prev[c]) >= self.max_dq * (1 - 1e-9)))
+                        if not capped:
+                            continue
+                        reached = err[s][0] <= o.reach_tol_pos and err[s][1] <= o.reach_tol_rot
+                        if s in goals:          # arrived, or the own branch reaches again
+                            if reached or np.abs(q[c] - goals[s]).max() <= self.max_dq:
+                                del goals[s]
+                        elif (not reached and not at_cap[t, k] and t >= retry.get(s, 0)
+                              and np.linalg.norm(targets[s][:3, 3] - self.shoulder[s]) <= self.reach[s]):
+                            # stuck on this branch (not lagging): move to the nearest one that reaches
+                            g, ok = self.branch(s, targets[s], q, near=q[c])
+                            if ok:
+                                goals[s] = g[c].copy()
+                            else:
+                                retry[s] = t + o.switch_retry
                 else:
                     q = np.clip(backend.solve_frame(targets, q), self.lo, self.hi)
                 for s in targets:
@@ -620,7 +768,16 @@ class WristIK:
                 started |= set(targets)
             res_q[t] = q
             secs[t] = time.perf_counter() - t0
+        self.qpos_hold = base
         return res_q, iters, secs, at_cap
+
+    def _check_hold(self, hold, T):
+        if hold is None:
+            return None
+        hold = np.asarray(hold, dtype=float)
+        if hold.shape != (T, self.model.nq) or not np.isfinite(hold).all():
+            raise ValueError(f'hold must be finite with shape ({T}, {self.model.nq}), got {hold.shape}')
+        return hold
 
     def solve_trajectory(self, targets_left=None, targets_right=None, q0=None) -> IKResult:
         """Solve palm targets (T, 4, 4) per side (``None``: that arm held) over a trajectory;
@@ -630,26 +787,32 @@ class WristIK:
         res_q, iters, _, at_cap = self.solve_frames(tl, tr, q)
         return self.evaluate(res_q, tl, tr, iters, time.perf_counter() - t0, speed_limited=at_cap)
 
+    def _collides(self, q, side) -> bool:
+        """The arm of ``side`` is deeper than COLLISION_DEPTH in the robot or the table at q."""
+        return bool(self.clearance(q)[SIDES.index(side)] < -COLLISION_DEPTH)
+
     def clearance(self, q) -> np.ndarray:
         """(2,) [left, right] the smallest signed distance (m) of each arm to the rest of the robot
-        at joints q (n,), reported up to ``collision_margin`` (that value: at least that far);
-        NaN without the collision model (``collision_weight`` 0)."""
+        and the table (if set) at joints q (n,), less the contact depth tolerated between a hand
+        and the table (``hand_table_margin`` < 0): < 0 is a collision. Reported up to
+        ``collision_margin`` (that value: at least that far); NaN without collision avoidance."""
         out = np.full(2, np.nan)
         if self.collisions is None:
             return out
         self._fk(q)
         prox = self.collisions.proximity(self.data, self.opt.collision_margin)
         c = self.collisions
+        slack = prox.dist - np.minimum(self.margins[prox.pair], 0.0)
         for k in range(2):
             sel = (c.side1[prox.pair] == k) | (c.side2[prox.pair] == k)
-            out[k] = min(float(prox.dist[sel].min()), self.opt.collision_margin) if sel.any() else self.opt.collision_margin
+            out[k] = min(float(slack[sel].min()), self.opt.collision_margin) if sel.any() else self.opt.collision_margin
         return out
 
-    def evaluate(self, q, tl, tr, iterations=None, time_s=float('nan'), speed_limited=None) -> IKResult:
+    def evaluate(self, q, tl, tr, iterations=None, time_s=float('nan'), speed_limited=None, hold=None) -> IKResult:
         """Errors, flags and messages of joint trajectories q (T, n) against the targets, by this
         model's forward kinematics (the same measure for every backend), and each arm's clearance
-        to the rest of the robot. ``speed_limited`` (T, 2): frames at the joint speed cap (named
-        as the cause of an unreachable frame)."""
+        to the rest of the robot and the table. ``speed_limited`` (T, 2): frames at the joint speed
+        cap (named as the cause of an unreachable frame); ``hold`` as in :meth:`solve_frames`."""
         o = self.opt
         T = len(q)
         pos_err = np.full((T, 2), np.nan)
@@ -660,7 +823,10 @@ class WristIK:
         clear = np.full((T, 2), np.nan)
         lag = np.zeros((T, 2), bool) if speed_limited is None else np.asarray(speed_limited, bool)
         msgs = []
+        hold = self._check_hold(hold, T)
+        base = self.qpos_hold.copy()
         for t in range(T):
+            self.qpos_hold = base if hold is None else hold[t]
             targets = self.frame_targets(tl, tr, t)
             clear[t] = self.clearance(q[t])
             self._fk(q[t])
@@ -687,9 +853,10 @@ class WristIK:
                     off = f'{1e3 * pe:.1f} mm' if pe < 1.0 else f'{pe:.3f} m'
                     lines.append(f'{s}: unreachable: {why}; closest pose found is {off} / {re:.3f} rad off')
             for k, s in enumerate(SIDES):
-                if clear[t, k] < 0:
-                    lines.append(f'{s}: self-collision: the arm is {-1e3 * clear[t, k]:.1f} mm into the robot')
+                if clear[t, k] < -COLLISION_DEPTH:
+                    lines.append(f'{s}: collision: the arm is {-1e3 * clear[t, k]:.1f} mm into the robot or the table')
             msgs.append('; '.join(f'frame {t} {ln}' for ln in lines))
+        self.qpos_hold = base
         return IKResult(q=np.asarray(q, dtype=float), joint_names=list(self.joint_names), pos_err=pos_err,
                         rot_err=rot_err, converged=conv, reachable=reach, has_target=has,
                         iterations=np.zeros(T, int) if iterations is None else np.asarray(iterations),
@@ -698,10 +865,13 @@ class WristIK:
 
 
 def solve_trajectory(model, targets_left=None, targets_right=None, q0=None,
-                     options: IKOptions = IKOptions(), qpos_hold=None, frame_rate: float | None = None) -> IKResult:
+                     options: IKOptions = IKOptions(), qpos_hold=None, frame_rate: float | None = None,
+                     avoid_collisions: bool = False) -> IKResult:
     """Palm targets ``T_world_palm`` (T, 4, 4) per side -> G1 arm joints (T, 14). See the module doc;
-    ``frame_rate`` (Hz): consecutive frames, joint speeds capped (``max_joint_speed``)."""
-    return WristIK(model, options, qpos_hold, frame_rate).solve_trajectory(targets_left, targets_right, q0)
+    ``frame_rate`` (Hz): consecutive frames, joint speeds capped (``max_joint_speed``);
+    ``avoid_collisions``: arms kept out of the robot's body (and a table, :class:`WristIK`)."""
+    return WristIK(model, options, qpos_hold, frame_rate, avoid_collisions).solve_trajectory(
+        targets_left, targets_right, q0)
 
 
 def solve_from_human(model, human_left=None, human_right=None, q0=None,

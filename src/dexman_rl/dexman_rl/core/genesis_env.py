@@ -12,7 +12,7 @@ mujoco are never replaced; README "Simulator backends"). Imported lazily: a miss
 
 The Genesis scene (``gs.Scene``, ``SimOptions(dt=control_dt, substeps=substeps)``: one
 ``scene.step()`` per control step = 4 rigid substeps of 1/120 s; gravity, Newton/CG solver,
-iterations, friction cone from ``SimConfig``):
+iterations, friction cone from ``SimConfig``; Genesis's own integrator, approximate implicitfast):
 
 - robot: the build's ``g1_shadow.xml`` through ``gs.morphs.MJCF`` (fixed pelvis), as written by
   :func:`robot_mjcf`: Genesis has no tendons, so each coupled distal joint J0 of the four
@@ -178,10 +178,13 @@ class GenesisResidualEnv(ResidualEnvBase):
 
     backend_name = 'genesis'
 
+    def __init__(self, *args, **kwargs):
+        import_genesis()                   # fail before any scene work when Genesis is missing
+        super().__init__(*args, **kwargs)
+
     # ------------------------------------------------------------------ build
     def _init_physics(self) -> None:
         gs = import_genesis()
-        self._gs = gs
         if not getattr(gs, '_initialized', False):
             gs.init(backend=gs.cpu, precision=PRECISION, logging_level='warning')
         from dexman_sim import collision as col
@@ -210,8 +213,9 @@ class GenesisResidualEnv(ResidualEnvBase):
             parts = col.collision_shape(repair_mesh(self.ref.meshes[oid], f'object {oid!r}').mesh, cfg).parts
             xml = object_mjcf(f'object_{k}', parts, sc.object_mass[k], sc.object_com[k], sc.object_inertia[k],
                               fr.object, cfg.torsional_friction, cfg.rolling_friction, sc.initial_poses[k])
-            self.objects.append(scene.add_entity(gs.morphs.MJCF(file=xml, default_armature=None, align=False, convexify=True,
-                                                                decimate=False, visualization=False)))
+            # align=False keeps the body frame = object frame (Genesis would move a free body's origin to its COM)
+            self.objects.append(scene.add_entity(gs.morphs.MJCF(file=xml, default_armature=None, align=False,
+                                                                convexify=True, decimate=False, visualization=False)))
         scene.build(n_envs=self.num_envs)
         self.gs_scene = scene
         self.solver = scene.sim.rigid_solver
@@ -239,8 +243,9 @@ class GenesisResidualEnv(ResidualEnvBase):
             q_mj += list(range(qa, qa + 7))
             d_gs += list(range(ent.dof_start, ent.dof_start + 6))
             d_mj += list(range(da, da + 6))
-        if len(q_mj) != m.nq or len(d_mj) != m.nv:
-            raise RuntimeError(f'genesis scene: mapped {len(q_mj)}/{m.nq} qpos and {len(d_mj)}/{m.nv} dofs')
+        if (len(q_mj), len(d_mj)) != (m.nq, m.nv) or (len(q_gs), len(d_gs)) != (self.solver.n_qs, self.solver.n_dofs):
+            raise RuntimeError(f'genesis scene: mapped {len(q_mj)}/{m.nq} qpos, {len(d_mj)}/{m.nv} dofs of the '
+                               f'kinematic model onto {self.solver.n_qs} Genesis qs, {self.solver.n_dofs} dofs')
         self._q_gs, self._q_mj = np.array(q_gs), np.array(q_mj)
         self._d_gs, self._d_mj = np.array(d_gs), np.array(d_mj)
         b_gs, b_mj = [], []

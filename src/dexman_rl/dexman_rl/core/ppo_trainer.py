@@ -31,6 +31,7 @@ TensorBoard summaries: ``out_dir/rl_games/summaries``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -39,6 +40,7 @@ import os
 import pathlib
 import random
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -147,9 +149,10 @@ def load_policy(checkpoint: str | os.PathLike, obs_dim: int, act_dim: int, cfg: 
     from rl_games.algos_torch import model_builder
 
     params = cfg.rl_games_params(env_name='unused')['params']
-    model = model_builder.ModelBuilder().load(params).build({
-        'actions_num': act_dim, 'input_shape': (obs_dim,), 'num_seqs': 1, 'value_size': 1,
-        'normalize_value': cfg.normalize_value, 'normalize_input': cfg.normalize_input})
+    with contextlib.redirect_stdout(sys.stderr):         # rl_games prints the network it builds
+        model = model_builder.ModelBuilder().load(params).build({
+            'actions_num': act_dim, 'input_shape': (obs_dim,), 'num_seqs': 1, 'value_size': 1,
+            'normalize_value': cfg.normalize_value, 'normalize_input': cfg.normalize_input})
     ckpt = read_checkpoint(checkpoint)
     prefix = '_orig_mod.'                                 # a torch.compile'd model's keys
     model.load_state_dict({k[len(prefix):] if k.startswith(prefix) else k: v for k, v in ckpt['model'].items()})
@@ -506,8 +509,9 @@ def train(env_factory: Callable[[], VecEnv], cfg: PPOConfig, out_dir: str | os.P
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        runner.load(cfg.rl_games_params(tag, train_dir=str(out)))
-        runner.run({'train': True, 'play': False, 'checkpoint': ckpt_arg})
+        with contextlib.redirect_stdout(sys.stderr):     # rl_games prints its chatter to stdout
+            runner.load(cfg.rl_games_params(tag, train_dir=str(out)))
+            runner.run({'train': True, 'play': False, 'checkpoint': ckpt_arg})
     finally:
         if installed:
             signal.signal(signal.SIGTERM, old_handler if old_handler is not None else signal.SIG_DFL)
