@@ -172,17 +172,36 @@ def run_main(make_and_run: Callable[[], int], args: list[str] | None = None) -> 
     sys.exit(code)
 
 
-def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> None:
-    """``run_main`` for a node that only spins: build it with ``factory``, spin until shutdown, then
-    call its ``close()`` (if it has one) and destroy it."""
+def default_executor_threads() -> int:
+    """Threads of a MultiThreadedExecutor for a node whose callbacks block (services waiting on work)."""
+    import os
+    return max(4, min(8, (os.cpu_count() or 2) + 2))
+
+
+def run_node(factory: Callable[[], Any], args: list[str] | None = None, *, threads: int | None = None) -> None:
+    """``run_main`` for a node that only spins: build it with ``factory``, spin until shutdown (one
+    thread, or a MultiThreadedExecutor of ``threads`` threads), then call its ``shutdown()`` or
+    ``close()`` (if it has one) and destroy it."""
     def _run() -> int:
         node = factory()
+        executor = None
+        if threads:
+            from rclpy.executors import MultiThreadedExecutor
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
         try:
-            rclpy.spin(node)
+            if executor is not None:
+                executor.spin()
+            else:
+                rclpy.spin(node)
         finally:
-            close = getattr(node, 'close', None)
-            if callable(close):
-                close()
+            for name in ('shutdown', 'close'):
+                hook = getattr(node, name, None)
+                if callable(hook):
+                    hook()
+                    break
+            if executor is not None:
+                executor.shutdown(timeout_sec=2.0)
             node.destroy_node()
         return 0
     run_main(_run, args)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
 import pathlib
 import re
 import threading
@@ -47,7 +46,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 
 from dexman_common.config import ConfigError
-from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_qos, run_main
+from dexman_common.ros.node_util import (ParamError, declare, default_executor_threads, latched_qos, reliable_qos,
+                                          run_node)
 
 from dexman_common.artefacts import reference as refm
 from dexman_common.stamps import ns_to_sec_nanosec, seconds_to_ns
@@ -287,24 +287,10 @@ class RetargetNode(Node):
         self._worker.shutdown(wait=False, cancel_futures=True)
 
 
-def _run() -> int:
-    from rclpy.executors import MultiThreadedExecutor
-    node = RetargetNode()
-    executor = MultiThreadedExecutor(num_threads=max(4, min(8, (os.cpu_count() or 2) + 2)))
-    executor.add_node(node)
-    try:
-        executor.spin()
-    finally:
-        node.shutdown()
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
     import torch
     torch.set_num_threads(1)
-    run_main(_run, args)
+    run_node(RetargetNode, args, threads=default_executor_threads())
 
 
 if __name__ == '__main__':

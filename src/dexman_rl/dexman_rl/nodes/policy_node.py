@@ -40,7 +40,6 @@ Exit status: 0 on shutdown; 2 for bad parameters (robot model not built, bad rat
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 import threading
 import time
@@ -51,7 +50,8 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
-from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_qos, run_main
+from dexman_common.ros.node_util import (ParamError, declare, default_executor_threads, latched_qos, reliable_qos,
+                                          run_node)
 from dexman_common.stamps import ns_to_sec_nanosec, seconds_to_ns
 
 OBJECT_RGBA = (0.35, 0.55, 0.85, 1.0)
@@ -330,24 +330,10 @@ class PolicyNode(Node):
         self._closing = True
 
 
-def _run() -> int:
-    from rclpy.executors import MultiThreadedExecutor
-    node = PolicyNode()
-    executor = MultiThreadedExecutor(num_threads=max(4, min(8, (os.cpu_count() or 2) + 2)))
-    executor.add_node(node)
-    try:
-        executor.spin()
-    finally:
-        node.shutdown()
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
     import torch
     torch.set_num_threads(1)
-    run_main(_run, args)
+    run_node(PolicyNode, args, threads=default_executor_threads())
 
 
 if __name__ == '__main__':

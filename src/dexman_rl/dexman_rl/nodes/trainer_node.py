@@ -34,7 +34,6 @@ Exit status: 0 on shutdown; 2 for bad parameters or a skills_dir used by another
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 import threading
 import time
@@ -44,7 +43,8 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
-from dexman_common.ros.node_util import ParamError, declare, latched_qos, reliable_qos, run_main
+from dexman_common.ros.node_util import (ParamError, declare, default_executor_threads, latched_qos, reliable_qos,
+                                          run_node)
 
 from ..core import training_jobs as tj
 
@@ -350,22 +350,8 @@ class TrainerNode(Node):
         self.manager.shutdown()
 
 
-def _run() -> int:
-    from rclpy.executors import MultiThreadedExecutor
-    node = TrainerNode()
-    executor = MultiThreadedExecutor(num_threads=max(4, min(8, (os.cpu_count() or 2) + 2)))
-    executor.add_node(node)
-    try:
-        executor.spin()
-    finally:
-        node.shutdown()
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-    return 0
-
-
 def main(args: list[str] | None = None) -> None:
-    run_main(_run, args)
+    run_node(TrainerNode, args, threads=default_executor_threads())
 
 
 if __name__ == '__main__':
