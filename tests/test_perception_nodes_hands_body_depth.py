@@ -469,6 +469,7 @@ def _with_bad_image(src, dst, index):
             w.write(conns[c.id], t, raw)
 
 
+@pytest.mark.flaky(reruns=1)   # timing under CPU load: 1 failure in 3 clean-clone runs (see the stop note)
 def test_rgbd_bag_depth_hands_body(cases, tmp_path):
     from dexman_msgs.msg import StageStatus
     from visualization_msgs.msg import Marker

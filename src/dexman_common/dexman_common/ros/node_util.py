@@ -3,6 +3,7 @@ message type import, and a main() wrapper that turns shutdown and errors into ex
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -144,6 +145,15 @@ def sleep_until(deadline: float, step: float = 0.05,
             tick()
 
 
+def ignore_further_sigint() -> None:
+    """Once a node is shutting down, a further Ctrl-C / SIGINT from the launcher must not raise
+    KeyboardInterrupt inside cleanup or object finalisers (rclpy's handler may be gone by then)."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:          # not the main thread: nothing to do
+        pass
+
+
 def run_main(make_and_run: Callable[[], int], args: list[str] | None = None) -> None:
     """rclpy.init, call ``make_and_run`` (returns the exit code), shut down, ``sys.exit``.
 
@@ -164,6 +174,7 @@ def run_main(make_and_run: Callable[[], int], args: list[str] | None = None) -> 
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 0
     finally:
+        ignore_further_sigint()
         try:
             if rclpy.ok():
                 rclpy.shutdown()
@@ -195,6 +206,7 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None, *, threa
             else:
                 rclpy.spin(node)
         finally:
+            ignore_further_sigint()
             for name in ('shutdown', 'close'):
                 hook = getattr(node, name, None)
                 if callable(hook):

@@ -401,6 +401,8 @@ def spin_stage(make_node) -> int:
         # Ctrl-C while rclpy takes a message: the take fails on the context being shut down
         # ("Unable to convert call argument"), which is the requested shutdown, not an error
     finally:
+        from dexman_common.ros.node_util import ignore_further_sigint
+        ignore_further_sigint()
         close = getattr(node, 'close', None)
         if callable(close):
             close()
