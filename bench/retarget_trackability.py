@@ -137,16 +137,16 @@ def replay(ref_data, rollouts: int) -> dict:
     from dexman_rl.core.success import summarise
     cfgs = st.load_configs()
     model_dir = cfgs.sim.robot_model_path()
-    env = st._make_env(ref_data, cfgs, rollouts, train=False, model_dir=model_dir)
+    env = st.make_env(ref_data, cfgs, rollouts, train=False, model_dir=model_dir)
     try:
         rs = collect_rollouts(env, None, rollouts)
-        summ = st._summary_dict(summarise(rs))
+        summ = st.summary_dict(summarise(rs))
         out = {'success_rate': summ.get('success_rate'), 'episode_lengths': [int(r.length) for r in rs],
                'horizon': int(env.horizon)}
     finally:
         env.close()
     # the whole clip, no early termination: tracking figures
-    env = st._make_env(ref_data, cfgs, rollouts, train=False, model_dir=model_dir,
+    env = st.make_env(ref_data, cfgs, rollouts, train=False, model_dir=model_dir,
                        env_overrides={'term_pos_error': 1e6, 'term_rot_error': 1e6})
     try:
         env.set_mode(False)
@@ -204,7 +204,7 @@ def measure(ref_dir: pathlib.Path, rollouts: int) -> dict:
     out['ik_unreachable_frames'] = [int(u.sum()) for u in unreach]
     pe = np.where(ref.ik_has_target, ref.ik_pos_err, np.nan)
     out['ik_pos_err_max_mm'] = round(1e3 * float(np.nanmax(pe)), 2) if np.isfinite(pe).any() else None
-    env = st._make_env(ref_data, cfgs, 1, train=False, model_dir=cfgs.sim.robot_model_path())
+    env = st.make_env(ref_data, cfgs, 1, train=False, model_dir=cfgs.sim.robot_model_path())
     try:
         out['reference_contacts'] = reference_contacts(env)
     finally:

@@ -63,7 +63,7 @@ def throughput(ref_dir: pathlib.Path, envs: int, steps: int) -> dict:
     from dexman_rl.core.throughput import measure
     cfgs = st.load_configs()
     ref = load(ref_dir)
-    env = st._make_env(ref, cfgs, envs, train=True, model_dir=cfgs.sim.robot_model_path())
+    env = st.make_env(ref, cfgs, envs, train=True, model_dir=cfgs.sim.robot_model_path())
     try:
         return measure(env, steps=steps, repeats=1)
     finally:
@@ -75,9 +75,9 @@ def replay_baseline(ref_dir: pathlib.Path) -> dict:
     from dexman_rl.core.evaluate import evaluate
     from dexman_rl.core.reference_data import load
     cfgs = st.load_configs()
-    env = st._make_env(load(ref_dir), cfgs, cfgs.job.eval_envs, train=False, model_dir=cfgs.sim.robot_model_path())
+    env = st.make_env(load(ref_dir), cfgs, cfgs.job.eval_envs, train=False, model_dir=cfgs.sim.robot_model_path())
     try:
-        return st._summary_dict(evaluate(env, None))
+        return st.summary_dict(evaluate(env, None))
     finally:
         env.close()
 

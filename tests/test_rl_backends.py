@@ -40,7 +40,7 @@ def test_env_class_of_each_backend():
 
 
 def test_skill_training_builds_its_envs_through_the_factory(monkeypatch):
-    """``skill_training._make_env`` follows ``env.backend`` (a fake backend records its arguments)."""
+    """``skill_training.make_env`` follows ``env.backend`` (a fake backend records its arguments)."""
     from dexman_rl.core import skill_training as st
     made = {}
 
@@ -51,7 +51,7 @@ def test_skill_training_builds_its_envs_through_the_factory(monkeypatch):
     monkeypatch.setitem(backends._CLASSES, 'genesis', ('skill_training', 'FakeEnvForTest'))
     monkeypatch.setattr(st, 'FakeEnvForTest', Fake, raising=False)
     cfgs = st.load_configs({'env': {'backend': 'genesis'}})
-    env = st._make_env('REF', cfgs, 5, train=False, model_dir='MODEL', env_overrides={'threads': 1})
+    env = st.make_env('REF', cfgs, 5, train=False, model_dir='MODEL', env_overrides={'threads': 1})
     assert isinstance(env, Fake)
     assert made['reference'] == 'REF' and made['num_envs'] == 5 and made['train'] is False
     assert made['cfg'].backend == 'genesis' and made['cfg'].threads == 1

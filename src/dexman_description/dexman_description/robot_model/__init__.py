@@ -8,7 +8,7 @@ from .assemble import (ARM_JOINT_STEMS, FINGERTIP_SITES, HAND_ACTUATED_JOINTS, H
                        WAIST_JOINTS, WRIST_BODY, Assembly, BuildOptions, arm_joints, assemble,
                        build_model, fingertip_sites, hand_actuated_joints, hand_joints, joint_groups)
 from .assets import AssetsNotFoundError, assets_available
-from .build import MANIFEST_NAME, URDF_NAME, XML_NAME, BuildResult, build, load_model
+from .build import MANIFEST_NAME, URDF_NAME, XML_NAME, BuildResult, build, load_model, manifest_sha256
 
 __all__ = [
     'ARM_JOINT_STEMS', 'FINGERTIP_SITES', 'HAND_ACTUATED_JOINTS', 'HAND_COUPLED_JOINTS',

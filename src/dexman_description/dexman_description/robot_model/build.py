@@ -125,3 +125,10 @@ def load_model(out_dir):
     """The compiled ``mujoco.MjModel`` of a build folder."""
     import mujoco
     return mujoco.MjModel.from_xml_path(str(pathlib.Path(out_dir) / XML_NAME))
+
+
+def manifest_sha256(out_dir) -> str:
+    """sha256 of a build folder's manifest.json: the robot-model identity recorded in references and
+    skills (a skill plays only on the build it was trained on). FileNotFoundError if there is none."""
+    from dexman_common.hashing import sha256_file
+    return sha256_file(pathlib.Path(out_dir) / MANIFEST_NAME)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import pathlib
 import sys
@@ -58,6 +57,7 @@ from . import ik_scene
 from dexman_common.artefacts import reference as refm
 from dexman_common.geometry import rotation_angle_between
 from dexman_common.report import format_index_ranges
+from dexman_common.hashing import sha256_file
 from dexman_description import robot_model as rm
 from . import stable_placement as sp
 from . import wrist_ik as wik
@@ -176,12 +176,6 @@ def table_height_at(point, normal, xy) -> float:
     return float(p[2] - (n[0] * (xy[0] - p[0]) + n[1] * (xy[1] - p[1])) / n[2])
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def shift_resampled(rs: Resampled, delta) -> Resampled:
@@ -240,7 +234,7 @@ class Retargeter:
             self.model = rm.load_model(self.model_dir)
         except Exception as e:  # noqa: BLE001 - a damaged build: say which and why
             raise RetargetError(f'cannot load the robot model in {self.model_dir}: {e}') from e
-        self.manifest_sha256 = _sha256(manifest)
+        self.manifest_sha256 = rm.manifest_sha256(self.model_dir)
         try:
             self.fingers = FingerRetargeter.load(self.model, self.options.finger_checkpoint)
         except CheckpointError as e:
@@ -264,7 +258,7 @@ class Retargeter:
         from .finger_mlp import DEFAULT_CHECKPOINT
         ck_path = ck_path or DEFAULT_CHECKPOINT
         ck = self.fingers.checkpoint
-        self.finger_provenance = {'file': ck_path.name, 'sha256': _sha256(ck_path),
+        self.finger_provenance = {'file': ck_path.name, 'sha256': sha256_file(ck_path),
                                   'format': ck.get('format'), 'format_version': ck.get('format_version'),
                                   'created_utc': ck.get('created_utc'), 'hand_hash': ck.get('hand_hash')}
 

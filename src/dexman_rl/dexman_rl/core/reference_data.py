@@ -76,6 +76,7 @@ class ReferenceData:
     table_point: np.ndarray
     table_normal: np.ndarray
     warnings: list[str] = dataclasses.field(default_factory=list)
+    demonstration_id: str = ''
 
     @property
     def n_frames(self) -> int:
@@ -191,7 +192,7 @@ def prepare(ref, *, max_unreachable_fraction: float = 0.5, penetration_tolerance
     settled = np.asarray(ref.object_settled_poses, float)[:, 2, 3]
     rest_z = np.where(np.isfinite(settled), settled, pose[0, :, 2, 3])
     return ReferenceData(
-        reference_id=ref.reference_id, frame_rate=float(ref.frame_rate),
+        reference_id=ref.reference_id, demonstration_id=str(ref.demonstration_id), frame_rate=float(ref.frame_rate),
         object_ids=[o.id for o in ref.objects], arm_q=arm_q, hand_q=hand_q, finger_q=finger_q,
         hand_active=hand_active, unreachable=unreachable, object_pose=pose, object_pos=object_pos,
         object_quat=object_quat, prior_mask=prior_mask, prior_vertex=prior_vertex, rest_z=rest_z,

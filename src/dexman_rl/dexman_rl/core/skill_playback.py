@@ -32,7 +32,7 @@ class SkillPlayer:
         from .ppo_trainer import load_policy
         from .reference_data import load as load_reference
         skill = skm.load(skill_dir)
-        classes = st._classes()
+        classes = st.config_classes()
         try:
             cfgs = st.RLConfigs(**{name: cls_.from_dict(skill.config.get(name, {}), where=f'{skill_dir}/skill.json [{name}]')
                                    for name, cls_ in classes.items()})
@@ -62,7 +62,7 @@ class SkillPlayer:
     def _env(self):
         from . import skill_training as st
         if self._eval_env is None:
-            self._eval_env = st._make_env(self.ref_data, self.configs, self.configs.job.eval_envs, train=False,
+            self._eval_env = st.make_env(self.ref_data, self.configs, self.configs.job.eval_envs, train=False,
                                           model_dir=self.model_dir)
             if (self._eval_env.obs_dim, self._eval_env.act_dim) != (self.skill.obs_dim, self.skill.act_dim):
                 raise SkillPlaybackError(f'env dims {self._eval_env.obs_dim}/{self._eval_env.act_dim} differ from the '
@@ -75,8 +75,8 @@ class SkillPlayer:
         from .evaluate import evaluate
         env = self._env()
         return {'skill_id': self.skill.skill_id,
-                'policy': st._summary_dict(evaluate(env, self.policy, rollouts)),
-                'replay': st._summary_dict(evaluate(env, None, rollouts))}
+                'policy': st.summary_dict(evaluate(env, self.policy, rollouts)),
+                'replay': st.summary_dict(evaluate(env, None, rollouts))}
 
     def rollout(self, policy: bool = True):
         """(Rollout, qpos (T, nq), model, look-at) of one unperturbed rollout from frame 0."""

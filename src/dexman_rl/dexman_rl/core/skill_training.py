@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import pathlib
@@ -72,7 +71,7 @@ class SkillTrainingError(RuntimeError):
     """A training job cannot start or finish (bad reference, config mismatch on resume, ...)."""
 
 
-def _classes() -> dict[str, type]:
+def config_classes() -> dict[str, type]:
     from dexman_sim.config import SimConfig
 
     from .mujoco_env import EnvConfig
@@ -89,7 +88,7 @@ def load_configs(overrides: dict[str, dict[str, Any]] | None = None, *,
     """All sections from the YAML files (default ``config_dir()``), then ``overrides`` merged in
     ({section: {key: value}}; nested sections as nested dicts). Unknown sections/keys raise ConfigError."""
     overrides = dict(overrides or {})
-    classes = _classes()
+    classes = config_classes()
     unknown = sorted(set(overrides) - set(classes))
     if unknown:
         raise ConfigError(f'unknown configuration section(s) {unknown}; known: {sorted(classes)}')
@@ -143,11 +142,12 @@ def overrides_from_strings(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def robot_model_hash(model_dir: str | os.PathLike) -> str:
-    """sha256 of the robot model build's manifest.json (what a skill must be played on)."""
-    p = pathlib.Path(model_dir) / 'manifest.json'
-    if not p.is_file():
-        raise SkillTrainingError(f'{model_dir} is not a robot-model build (no manifest.json)')
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    """The robot model's identity (``robot_model.manifest_sha256``, as the reference records it)."""
+    from dexman_description import robot_model as rm
+    try:
+        return rm.manifest_sha256(model_dir)
+    except FileNotFoundError as e:
+        raise SkillTrainingError(f'{model_dir} is not a robot-model build (no manifest.json)') from e
 
 
 @dataclasses.dataclass
@@ -157,13 +157,13 @@ class TrainedSkill:
     stop_reason: str
 
 
-def _make_env(ref_data, cfgs: RLConfigs, num_envs: int, *, train: bool, model_dir, env_overrides=None):
+def make_env(ref_data, cfgs: RLConfigs, num_envs: int, *, train: bool, model_dir, env_overrides=None):
     from .backends import make_vec_env
     env_cfg = cfgs.env if not env_overrides else cfgs.env.replace(**env_overrides)
     return make_vec_env(ref_data, cfgs, num_envs, train=train, model_dir=model_dir, env_cfg=env_cfg)
 
 
-def _summary_dict(s) -> dict[str, Any]:
+def summary_dict(s) -> dict[str, Any]:
     d = s.to_dict() if hasattr(s, 'to_dict') else dict(s)
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
@@ -174,7 +174,7 @@ def record_rollout(ref_data, cfgs: RLConfigs, model_dir, policy=None):
     of the step that ends at time k·dt (k = 0: the reference start); the rollout stops at the last
     state before the episode ended (time limit or failure)."""
     from dexman_common.artefacts.skill import Rollout
-    env = _make_env(ref_data, cfgs, 1, train=False, model_dir=model_dir,
+    env = make_env(ref_data, cfgs, 1, train=False, model_dir=model_dir,
                     env_overrides={'eval_object_noise_pos': 0.0, 'eval_object_noise_yaw': 0.0, 'threads': 1})
     try:
         m = env.model
@@ -207,14 +207,6 @@ def record_rollout(ref_data, cfgs: RLConfigs, model_dir, policy=None):
         return rollout, np.asarray(qpos), m, lookat
     finally:
         env.close()
-
-
-def _demonstration_id(reference_dir) -> str:
-    from dexman_common.artefacts import reference as refm
-    try:
-        return str(json.loads((pathlib.Path(reference_dir) / refm.META_NAME).read_text()).get('demonstration_id', ''))
-    except (OSError, ValueError):
-        return ''
 
 
 def _git_rev() -> str:
@@ -293,11 +285,11 @@ def train_skill(reference_dir: str | os.PathLike, skills_root: str | os.PathLike
     def eval_fn(policy, epoch):
         nonlocal eval_env
         if eval_env is None:
-            eval_env = _make_env(ref_data, cfgs, cfgs.job.eval_envs, train=False, model_dir=model_dir)
-        return _summary_dict(evaluate(eval_env, policy))
+            eval_env = make_env(ref_data, cfgs, cfgs.job.eval_envs, train=False, model_dir=model_dir)
+        return summary_dict(evaluate(eval_env, policy))
 
     try:
-        res = ppo_trainer.train(lambda: _make_env(ref_data, cfgs, cfgs.ppo.num_envs, train=True, model_dir=model_dir),
+        res = ppo_trainer.train(lambda: make_env(ref_data, cfgs, cfgs.ppo.num_envs, train=True, model_dir=model_dir),
                                 cfgs.ppo, work, resume=resume, progress=progress, stop=stop,
                                 eval_fn=eval_fn if cfgs.ppo.eval_every_epochs > 0 else None)
         if res.checkpoint is None or not pathlib.Path(res.checkpoint).is_file():
@@ -306,12 +298,12 @@ def train_skill(reference_dir: str | os.PathLike, skills_root: str | os.PathLike
             say(f'{skill_id}: stopped ({res.stop_reason}) at epoch {res.epoch}; resume to continue')
             return TrainedSkill(None, work, res.stop_reason)
         if eval_env is None:
-            eval_env = _make_env(ref_data, cfgs, cfgs.job.eval_envs, train=False, model_dir=model_dir)
+            eval_env = make_env(ref_data, cfgs, cfgs.job.eval_envs, train=False, model_dir=model_dir)
         policy = ppo_trainer.load_policy(res.checkpoint, eval_env.obs_dim, eval_env.act_dim, cfgs.ppo)
         say(f'{skill_id}: evaluating the policy and the replay baseline '
             f'({cfgs.success.rollouts_per_sequence} rollouts each from frame 0)')
-        ev_policy = _summary_dict(evaluate(eval_env, policy))
-        ev_replay = _summary_dict(evaluate(eval_env, None))
+        ev_policy = summary_dict(evaluate(eval_env, policy))
+        ev_replay = summary_dict(evaluate(eval_env, None))
         obs_dim, act_dim = eval_env.obs_dim, eval_env.act_dim
     finally:
         if eval_env is not None:
@@ -327,7 +319,7 @@ def train_skill(reference_dir: str | os.PathLike, skills_root: str | os.PathLike
     hist = res.history
     skill = skm.Skill(
         skill_id=skill_id, reference_id=ref_data.reference_id,
-        demonstration_id=_demonstration_id(reference_dir), robot_model_hash=model_hash,
+        demonstration_id=ref_data.demonstration_id, robot_model_hash=model_hash,
         obs_dim=obs_dim, act_dim=act_dim, num_frames=ref_data.n_frames, control_rate=1.0 / cfgs.sim.control_dt,
         config=cfgs.to_dict(),
         training={'epochs': res.epoch, 'env_steps': res.env_steps, 'stop_reason': res.stop_reason,

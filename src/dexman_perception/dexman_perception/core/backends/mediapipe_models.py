@@ -126,16 +126,13 @@ def _dir(model_dir) -> pathlib.Path:
     return pathlib.Path(model_dir).expanduser() if model_dir else default_model_dir()
 
 
+from dexman_common.hashing import sha256_file  # noqa: E402 (one implementation)
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------- bundle recipes
